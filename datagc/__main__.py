@@ -1,0 +1,3 @@
+from datagc.cli import main
+
+main()

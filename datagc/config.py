@@ -1,0 +1,428 @@
+"""The one place configuration is defined, read, validated and explained.
+
+Every key of SPEC §3 is declared once in ``KEYS`` with its parser, default and
+environment names. ``load_config`` resolves each key by precedence
+flag > environment > config file (TOML) > default, validates the result before
+any file is touched, and remembers where every value came from so that
+``datagc config`` can say it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from datagc.errors import ConfigError
+from datagc.units import parse_duration, parse_size
+
+Parser = Callable[[Any], Any]
+
+
+# --- value parsers: each takes a TOML value, an env string or a flag value ---
+
+
+def _parse_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("not a boolean (use true or false)")
+
+
+def _parse_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("not a whole number")
+    if isinstance(value, int):
+        return value
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        raise ValueError("not a whole number") from None
+
+
+def _parse_fraction(value: Any) -> float:
+    """A fraction of the disk: ``0.7`` or ``70%``."""
+    if isinstance(value, bool):
+        raise ValueError("not a fraction")
+    text = str(value).strip()
+    try:
+        number = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise ValueError("not a fraction (use e.g. 0.7 or 70%)") from None
+    if not 0 < number <= 1 or math.isnan(number):
+        raise ValueError("must be above 0 and at most 1 (e.g. 0.7 or 70%)")
+    return number
+
+
+def _parse_duration(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("not a duration")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        seconds = parse_duration(str(value))
+    if seconds < 0 or math.isnan(seconds) or math.isinf(seconds):
+        raise ValueError("must be a finite duration of zero or more")
+    return seconds
+
+
+def _parse_millis(value: Any) -> float:
+    """The service's own ``GC_*_MS`` settings: a number of milliseconds."""
+    try:
+        millis = float(str(value).strip())
+    except ValueError:
+        raise ValueError("not a number of milliseconds") from None
+    if millis < 0 or math.isnan(millis) or math.isinf(millis):
+        raise ValueError("must be a finite number of milliseconds of zero or more")
+    return millis / 1000
+
+
+def _parse_size(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("not a size")
+    if isinstance(value, int):
+        size = value
+    else:
+        size = parse_size(str(value))
+    if size < 0:
+        raise ValueError("must not be negative")
+    return size
+
+
+def _parse_string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("not a string")
+    return value
+
+
+def _parse_list(value: Any) -> tuple[str, ...]:
+    """A TOML array of strings, or a comma-separated string (environment, flags)."""
+    if isinstance(value, str):
+        items = [item.strip() for item in value.split(",")]
+        return tuple(item for item in items if item)
+    if isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
+        return tuple(value)
+    raise ValueError("not a list of strings")
+
+
+def _parse_relative_paths(value: Any) -> tuple[str, ...]:
+    """Paths inside DATA_DIR: relative, no ``..``, no empty parts."""
+    paths = _parse_list(value)
+    for path in paths:
+        pure = PurePosixPath(path)
+        if pure.is_absolute() or ".." in pure.parts or not pure.parts or path.endswith("/"):
+            raise ValueError(f"{path!r} must be a relative path inside the data directory")
+    return paths
+
+
+# --- the keys ---
+
+
+@dataclass(frozen=True)
+class Key:
+    """One configuration key: how to parse it and where it may come from."""
+
+    name: str
+    parse: Parser
+    default: Any
+    help: str
+    env: tuple[str, ...] = ()
+    #: environment names whose value is read with another parser (``GC_*_MS``)
+    env_parsers: Mapping[str, Parser] = field(default_factory=dict)
+
+
+KEYS: tuple[Key, ...] = (
+    Key("enabled", _parse_bool, True, "kill switch: false makes every pass a no-op",
+        ("DATAGC_ENABLED", "GC_ENABLED")),
+    Key("data_dir", _parse_string, "./.data", "the service's data directory", ("DATAGC_DATA_DIR",)),
+    Key("cdn.enabled", _parse_bool, None,
+        "media are also on the CDN (auto: true when R2_ACCESS_KEY_ID is set)",
+        ("DATAGC_CDN_ENABLED",)),
+    Key("cdn.public_url", _parse_string, "", "the CDN's public base URL",
+        ("DATAGC_CDN_PUBLIC_URL", "R2_PUBLIC_URL")),
+    Key("cdn.verify", _parse_bool, False,
+        "HEAD the CDN URL (200, same Content-Length) before deleting a published copy",
+        ("DATAGC_CDN_VERIFY",)),
+    Key("rotate.logs", _parse_relative_paths, ("events.jsonl",), "event logs to rotate",
+        ("DATAGC_ROTATE_LOGS",)),
+    Key("rotate.max_bytes", _parse_size, 50 * 1024**2, "rotate a log larger than this",
+        ("DATAGC_ROTATE_MAX_BYTES", "GC_EVENT_LOG_MAX_BYTES")),
+    Key("rotate.keep_lines", _parse_int, 10_000, "newest complete lines to keep",
+        ("DATAGC_ROTATE_KEEP_LINES", "GC_EVENT_LOG_KEEP_LINES")),
+    Key("rotate.keep_bytes", _parse_size, None, "at most this many bytes kept (default: half of max_bytes)",
+        ("DATAGC_ROTATE_KEEP_BYTES",)),
+    Key("sweep.media_dirs", _parse_relative_paths, ("images", "videos", "voice", "bid-images"),
+        "media directories", ("DATAGC_SWEEP_MEDIA_DIRS",)),
+    Key("sweep.max_age", _parse_duration, 7 * 86400.0, "CDN on: delete media older than this",
+        ("DATAGC_SWEEP_MAX_AGE", "GC_MEDIA_MAX_AGE_MS"), {"GC_MEDIA_MAX_AGE_MS": _parse_millis}),
+    Key("sweep.published_grace", _parse_duration, 15 * 60.0,
+        "CDN on: delete a copy the feed shows by CDN URL once older than this",
+        ("DATAGC_SWEEP_PUBLISHED_GRACE",)),
+    Key("sweep.temp_patterns", _parse_list, ("*.tmp.*",), "orphan temp files at the top of DATA_DIR"),
+    Key("sweep.temp_max_age", _parse_duration, 86400.0, "delete orphan temp files older than this"),
+    Key("pressure.threshold", _parse_fraction, 0.70, "evict when the disk is fuller than this",
+        ("DATAGC_PRESSURE_THRESHOLD", "GC_DISK_PRESSURE_THRESHOLD")),
+    Key("pressure.target", _parse_fraction, 0.60, "evict down to this usage",
+        ("DATAGC_PRESSURE_TARGET",)),
+    Key("pressure.min_age", _parse_duration, 86400.0, "never evict media younger than this",
+        ("DATAGC_PRESSURE_MIN_AGE", "GC_MEDIA_PRESSURE_AGE_MS"),
+        {"GC_MEDIA_PRESSURE_AGE_MS": _parse_millis}),
+    Key("feed.files", _parse_relative_paths, ("posts.json",), "feed files whose media URLs are kept consistent"),
+    Key("feed.url_fields", _parse_list, ("imageUrl", "videoUrl"), "feed fields holding media URLs"),
+    Key("protect.patterns", _parse_list, ("*.json", "cache-*", "*.key", "*keypair*"),
+        "file names never deleted, wherever they are"),
+    Key("watch.interval", _parse_duration, 3600.0, "time between passes of `watch`",
+        ("DATAGC_WATCH_INTERVAL", "GC_SWEEP_INTERVAL_MS"), {"GC_SWEEP_INTERVAL_MS": _parse_millis}),
+    Key("watch.initial_delay", _parse_duration, 60.0, "wait before the first pass of `watch`",
+        ("DATAGC_WATCH_INITIAL_DELAY", "GC_INITIAL_DELAY_MS"), {"GC_INITIAL_DELAY_MS": _parse_millis}),
+    Key("metrics.textfile", _parse_string, "", "Prometheus textfile-collector output (empty: off)",
+        ("DATAGC_METRICS_TEXTFILE",)),
+    Key("audit.top", _parse_int, 10, "how many of the largest files audit lists", ("DATAGC_AUDIT_TOP",)),
+)
+KEYS_BY_NAME: dict[str, Key] = {key.name: key for key in KEYS}
+TEST_MODE_DEFAULTS: dict[str, float] = {"watch.interval": 5.0, "watch.initial_delay": 2.0}
+
+
+# --- the resolved configuration ---
+
+
+@dataclass(frozen=True)
+class CdnConfig:
+    enabled: bool
+    public_url: str
+    verify: bool
+
+
+@dataclass(frozen=True)
+class RotateConfig:
+    logs: tuple[str, ...]
+    max_bytes: int
+    keep_lines: int
+    keep_bytes: int
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    media_dirs: tuple[str, ...]
+    max_age: float
+    published_grace: float
+    temp_patterns: tuple[str, ...]
+    temp_max_age: float
+
+
+@dataclass(frozen=True)
+class PressureConfig:
+    threshold: float
+    target: float
+    min_age: float
+
+
+@dataclass(frozen=True)
+class FeedConfig:
+    files: tuple[str, ...]
+    url_fields: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ProtectConfig:
+    patterns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class WatchConfig:
+    interval: float
+    initial_delay: float
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    textfile: str
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    top: int
+
+
+@dataclass(frozen=True)
+class Config:
+    """The effective configuration; ``sources`` says where each key's value came from."""
+
+    enabled: bool
+    data_dir: Path
+    cdn: CdnConfig
+    rotate: RotateConfig
+    sweep: SweepConfig
+    pressure: PressureConfig
+    feed: FeedConfig
+    protect: ProtectConfig
+    watch: WatchConfig
+    metrics: MetricsConfig
+    audit: AuditConfig
+    sources: Mapping[str, str]
+
+    def value(self, name: str) -> Any:
+        """The value of a dotted key, e.g. ``value("rotate.max_bytes")``."""
+        node: Any = self
+        for part in name.split("."):
+            node = getattr(node, part)
+        return node
+
+
+_SECTIONS: dict[str, type] = {
+    "cdn": CdnConfig,
+    "rotate": RotateConfig,
+    "sweep": SweepConfig,
+    "pressure": PressureConfig,
+    "feed": FeedConfig,
+    "protect": ProtectConfig,
+    "watch": WatchConfig,
+    "metrics": MetricsConfig,
+    "audit": AuditConfig,
+}
+
+
+@dataclass(frozen=True)
+class FlagValue:
+    """A value given on the command line for a key, with the flag that gave it."""
+
+    flag: str
+    value: Any
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    """Flatten a TOML file into dotted keys; unknown keys are errors (typos matter)."""
+    try:
+        with path.open("rb") as handle:
+            document = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"config file {path} cannot be read: {error}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+    flat: dict[str, Any] = {}
+    for name, value in document.items():
+        if isinstance(value, dict):
+            for sub, subvalue in value.items():
+                flat[f"{name}.{sub}"] = subvalue
+        else:
+            flat[name] = value
+    unknown = sorted(set(flat) - set(KEYS_BY_NAME))
+    if unknown:
+        raise ConfigError(
+            f"config file {path}: unknown key {unknown[0]!r} "
+            f"(known keys: {', '.join(KEYS_BY_NAME)})"
+        )
+    return flat
+
+
+def _describe(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _parse(key: Key, parser: Parser, raw: Any, source: str) -> Any:
+    try:
+        return parser(raw)
+    except ValueError as error:
+        raise ConfigError(f"{key.name} = {_describe(raw)} (from {source}): {error}") from None
+
+
+def load_config(
+    flags: Mapping[str, FlagValue] | None = None,
+    env: Mapping[str, str] | None = None,
+    config_path: str | None = None,
+) -> Config:
+    """Resolve every key by precedence flag > environment > file > default.
+
+    ``config_path`` is the ``--config`` flag; without it ``DATAGC_CONFIG`` names
+    the file, and with neither no file is read.
+    """
+    flags = flags or {}
+    env = os.environ if env is None else env
+    path_text = config_path or env.get("DATAGC_CONFIG") or ""
+    file_values = _read_file(Path(path_text)) if path_text else {}
+    test_mode = env.get("TEST_MODE", "").strip().lower() == "true"
+
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for key in KEYS:
+        if key.name in flags:
+            given = flags[key.name]
+            source = f"flag {given.flag}"
+            values[key.name] = _parse(key, key.parse, given.value, source)
+        elif env_name := next((name for name in key.env if env.get(name, "") != ""), None):
+            source = f"environment {env_name}"
+            parser = key.env_parsers.get(env_name, key.parse)
+            values[key.name] = _parse(key, parser, env[env_name], source)
+        elif key.name in file_values:
+            source = f"file {path_text}"
+            values[key.name] = _parse(key, key.parse, file_values[key.name], source)
+        elif test_mode and key.name in TEST_MODE_DEFAULTS:
+            source = "default (TEST_MODE=true)"
+            values[key.name] = TEST_MODE_DEFAULTS[key.name]
+        else:
+            source = "default"
+            values[key.name] = key.default
+        sources[key.name] = source
+
+    if values["cdn.enabled"] is None:
+        values["cdn.enabled"] = bool(env.get("R2_ACCESS_KEY_ID", ""))
+        sources["cdn.enabled"] = (
+            "auto (R2_ACCESS_KEY_ID is set)" if values["cdn.enabled"] else "auto (R2_ACCESS_KEY_ID is not set)"
+        )
+    if values["rotate.keep_bytes"] is None:
+        values["rotate.keep_bytes"] = values["rotate.max_bytes"] // 2
+        sources["rotate.keep_bytes"] = "default (half of rotate.max_bytes)"
+
+    _validate(values, sources)
+    return _build(values, sources)
+
+
+def _validate(values: Mapping[str, Any], sources: Mapping[str, str]) -> None:
+    def fail(name: str, problem: str) -> None:
+        raise ConfigError(f"{name} = {_describe(values[name])} (from {sources[name]}): {problem}")
+
+    for name in ("rotate.max_bytes", "rotate.keep_lines", "audit.top"):
+        if values[name] < 1:
+            fail(name, "must be at least 1")
+    if values["rotate.keep_bytes"] < 1:
+        fail("rotate.keep_bytes", "must be at least 1 byte")
+    if values["rotate.keep_bytes"] > values["rotate.max_bytes"]:
+        fail("rotate.keep_bytes", f"must not exceed rotate.max_bytes ({values['rotate.max_bytes']})"
+             " or the rotated log would stay over the trigger")
+    if values["pressure.target"] > values["pressure.threshold"]:
+        fail("pressure.target", f"must not exceed pressure.threshold ({values['pressure.threshold']})")
+    if values["watch.interval"] <= 0:
+        fail("watch.interval", "must be longer than zero")
+    if not values["data_dir"]:
+        fail("data_dir", "must not be empty")
+    if not values["sweep.media_dirs"]:
+        fail("sweep.media_dirs", "must name at least one directory")
+
+
+def _build(values: Mapping[str, Any], sources: Mapping[str, str]) -> Config:
+    sections: dict[str, dict[str, Any]] = {name: {} for name in _SECTIONS}
+    for name, value in values.items():
+        if "." in name:
+            section, attribute = name.split(".", 1)
+            sections[section][attribute] = value
+    return Config(
+        enabled=values["enabled"],
+        data_dir=Path(values["data_dir"]),
+        sources=dict(sources),
+        **{name: cls(**sections[name]) for name, cls in _SECTIONS.items()},
+    )
+
+
+def effective_values(config: Config) -> list[tuple[str, Any, str]]:
+    """(key, value, source) for every key, in declaration order, for ``datagc config``."""
+    return [(key.name, config.value(key.name), config.sources[key.name]) for key in KEYS]

@@ -1,0 +1,437 @@
+"""Every primitive that touches the disk: the only module that unlinks or renames.
+
+Rules (SPEC §7): everything is relative to directory file descriptors opened
+from DATA_DIR's own descriptor; no symlink is ever followed (``O_NOFOLLOW``,
+``follow_symlinks=False``); no directory on another filesystem than DATA_DIR's
+is entered (``st_dev``); a file is re-checked against what was planned right
+before it is unlinked; rewrites go through a temp file in the same directory
+that is fsynced and renamed over the original, then the directory is fsynced.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import re
+import stat
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from datagc.errors import DataDirError, LockHeld
+
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+#: Marks datagc's own temp files; ``TEMP_MARK`` never appears in a service file name.
+TEMP_MARK = ".datagc-tmp."
+
+
+# --- the data directory -------------------------------------------------------
+
+
+class DataDir:
+    """DATA_DIR opened once; the root of every fd-relative operation.
+
+    The data directory itself may be reached through a symlink (the operator
+    named it); nothing inside it ever is.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise DataDirError(f"data directory {path} does not exist; nothing was changed") from None
+        except NotADirectoryError:
+            raise DataDirError(f"data directory {path} is not a directory; nothing was changed") from None
+        except OSError as error:
+            raise DataDirError(
+                f"data directory {path} cannot be opened ({error.strerror}); nothing was changed"
+            ) from None
+        self.dev = os.fstat(self.fd).st_dev
+        self.mount_points = mount_points_inside(os.path.realpath(path))
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> DataDir:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def open_dir(self, relpath: str) -> int:
+        """Open a directory inside DATA_DIR, one component at a time.
+
+        Raises OSError: ELOOP/ENOTDIR for a symlink or non-directory on the way,
+        EXDEV for a component on another filesystem, ENOENT if missing.
+        The caller closes the returned descriptor.
+        """
+        fd = os.dup(self.fd)
+        walked = ""
+        try:
+            for part in _parts(relpath):
+                child = os.open(part, DIR_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = child
+                walked = join_path(walked, part)
+                if os.fstat(fd).st_dev != self.dev or walked in self.mount_points:
+                    raise OSError(errno.EXDEV, "on another filesystem or mount point", relpath)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+
+def mount_points_inside(root: str) -> frozenset[str]:
+    """Mount points strictly inside ``root``, relative to it, from /proc/self/mountinfo.
+
+    Catches bind mounts of the same filesystem, which ``st_dev`` can't tell
+    apart. Empty where /proc is unreadable (``st_dev`` checks still apply).
+    """
+    prefix = root.rstrip("/") + "/"
+    try:
+        with open("/proc/self/mountinfo", "rb") as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return frozenset()
+    inside = set()
+    for line in lines:
+        fields = line.split(b" ")
+        if len(fields) < 5:
+            continue
+        point = os.fsdecode(re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m.group(1), 8)]), fields[4]))
+        if point.startswith(prefix):
+            inside.add(point[len(prefix):])
+    return frozenset(inside)
+
+
+def _parts(relpath: str) -> list[str]:
+    parts = [part for part in relpath.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        raise OSError(errno.EINVAL, "path leaves the data directory", relpath)
+    return parts
+
+
+def split_path(relpath: str) -> tuple[str, str]:
+    """``"images/old/a.png"`` -> ``("images/old", "a.png")``."""
+    head, _, name = relpath.rpartition("/")
+    return head, name
+
+
+def join_path(directory: str, name: str) -> str:
+    return f"{directory}/{name}" if directory else name
+
+
+# --- walking ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WalkedFile:
+    """A regular file seen by the walk, with its ``lstat``."""
+
+    path: str
+    stat: os.stat_result
+
+
+@dataclass(slots=True)
+class WalkedDir:
+    """One directory of the walk. ``fd`` is valid only while it is being consumed."""
+
+    path: str
+    fd: int
+    files: list[WalkedFile] = field(default_factory=list)
+    symlinks: list[str] = field(default_factory=list)
+    #: FIFOs, sockets, devices: never touched, counted by audit
+    others: list[str] = field(default_factory=list)
+    #: subdirectories on another filesystem: reported, never entered
+    mounts: list[str] = field(default_factory=list)
+    subdirs: list[str] = field(default_factory=list)
+
+
+WalkErrorHandler = Callable[[str, OSError], None]
+
+
+def walk(data_dir: DataDir, top: str = "", on_error: WalkErrorHandler | None = None) -> Iterator[WalkedDir]:
+    """Walk ``top`` (relative to DATA_DIR) top-down, never following a symlink.
+
+    A directory that can't be opened or read is passed to ``on_error`` with its
+    relative path and skipped; the walk goes on. A missing ``top`` is reported
+    the same way. Subdirectories on another filesystem are listed in
+    ``mounts`` and not entered.
+    """
+
+    def report(path: str, error: OSError) -> None:
+        if on_error is not None:
+            on_error(path, error)
+
+    try:
+        fd = data_dir.open_dir(top)
+    except OSError as error:
+        report(top, error)
+        return
+    yield from _walk_fd(data_dir, top, fd, report)
+
+
+def _walk_fd(data_dir: DataDir, path: str, fd: int, report: WalkErrorHandler) -> Iterator[WalkedDir]:
+    dev = data_dir.dev
+    walked = WalkedDir(path, fd)
+    try:
+        try:
+            with os.scandir(fd) as entries:
+                for entry in entries:
+                    _classify(walked, entry, dev)
+        except OSError as error:
+            report(path, error)
+            return
+        yield walked
+        for name in walked.subdirs:
+            child_path = join_path(path, name)
+            try:
+                child = os.open(name, DIR_FLAGS, dir_fd=fd)
+            except OSError as error:
+                report(child_path, error)
+                continue
+            if os.fstat(child).st_dev != dev or child_path in data_dir.mount_points:
+                os.close(child)
+                walked.mounts.append(name)
+                continue
+            yield from _walk_fd(data_dir, child_path, child, report)
+    finally:
+        os.close(fd)
+
+
+def _classify(walked: WalkedDir, entry: os.DirEntry[str], dev: int) -> None:
+    try:
+        if entry.is_symlink():
+            walked.symlinks.append(entry.name)
+        elif entry.is_file(follow_symlinks=False):
+            walked.files.append(WalkedFile(join_path(walked.path, entry.name), entry.stat(follow_symlinks=False)))
+        elif entry.is_dir(follow_symlinks=False):
+            if entry.stat(follow_symlinks=False).st_dev != dev:
+                walked.mounts.append(entry.name)
+            else:
+                walked.subdirs.append(entry.name)
+        else:
+            walked.others.append(entry.name)
+    except FileNotFoundError:
+        pass  # vanished between readdir and stat
+
+
+# --- checked deletion ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FileIdentity:
+    """What a file was when it was planned; any difference means it changed."""
+
+    dev: int
+    ino: int
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> FileIdentity:
+        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def reclaimable_bytes(st: os.stat_result) -> int:
+    """Allocated bytes that come back when this name is unlinked (0 if other links remain)."""
+    return st.st_blocks * 512 if st.st_nlink == 1 else 0
+
+
+UNLINKED = "unlinked"
+VANISHED = "vanished"
+CHANGED = "changed"
+
+
+def unlink_if_unchanged(dir_fd: int, name: str, expected: FileIdentity) -> str:
+    """Unlink ``name`` in ``dir_fd`` only if it is still the regular file planned.
+
+    Returns ``UNLINKED``, ``VANISHED`` (ENOENT: skipped silently) or ``CHANGED``
+    (not a regular file any more, another inode, another size or mtime: kept).
+    Other OSErrors propagate.
+    """
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return VANISHED
+    if not stat.S_ISREG(st.st_mode) or FileIdentity.of(st) != expected:
+        return CHANGED
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return VANISHED
+    return UNLINKED
+
+
+class DirCache:
+    """Directory descriptors opened once for a batch of fd-relative operations."""
+
+    def __init__(self, data_dir: DataDir) -> None:
+        self._data_dir = data_dir
+        self._fds: dict[str, int] = {}
+
+    def get(self, relpath: str) -> int:
+        fd = self._fds.get(relpath)
+        if fd is None:
+            fd = self._fds[relpath] = self._data_dir.open_dir(relpath)
+        return fd
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+    def __enter__(self) -> DirCache:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+# --- atomic rewrite -----------------------------------------------------------
+
+
+def temp_name(name: str) -> str:
+    """The name of datagc's temp file for ``name`` in the same directory."""
+    return f"{name}{TEMP_MARK}{os.getpid()}"
+
+
+def is_datagc_temp(name: str) -> bool:
+    return TEMP_MARK in name
+
+
+def create_temp_like(dir_fd: int, name: str, like: os.stat_result) -> tuple[str, int]:
+    """Create datagc's temp for ``name`` with ``like``'s mode and owner.
+
+    Returns (temp name, writable fd). A stale temp of the same name (a crashed
+    datagc with a recycled pid) is replaced.
+    """
+    temp = temp_name(name)
+    try:
+        os.unlink(temp, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+    fd = os.open(
+        temp,
+        os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+        0o600,
+        dir_fd=dir_fd,
+    )
+    try:
+        os.fchmod(fd, stat.S_IMODE(like.st_mode))
+        if (like.st_uid, like.st_gid) != (os.geteuid(), os.getegid()):
+            try:
+                os.fchown(fd, like.st_uid, like.st_gid)
+            except PermissionError:
+                pass  # not root: the file stays ours, as any rewrite by us would
+    except BaseException:
+        os.close(fd)
+        discard_temp(dir_fd, temp)
+        raise
+    return temp, fd
+
+
+def discard_temp(dir_fd: int, temp: str) -> None:
+    """Remove a temp of ours; a missing one is fine."""
+    try:
+        os.unlink(temp, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+
+
+def commit_temp(dir_fd: int, temp: str, name: str) -> None:
+    """Rename the (already fsynced) temp over ``name``, then fsync the directory."""
+    os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    os.fsync(dir_fd)
+
+
+def atomic_rewrite(dir_fd: int, name: str, content: bytes, like: os.stat_result) -> None:
+    """Replace ``name`` by ``content`` so that a crash leaves the old or the new file.
+
+    On any error (ENOSPC included) the temp is removed, the original is as it
+    was, and the error propagates.
+    """
+    temp, fd = create_temp_like(dir_fd, name, like)
+    try:
+        try:
+            view = memoryview(content)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        commit_temp(dir_fd, temp, name)
+    except BaseException:
+        discard_temp(dir_fd, temp)
+        raise
+
+
+def clean_stale_temps(dir_fd: int) -> list[str]:
+    """Remove datagc temp files left in ``dir_fd`` by a crashed pass.
+
+    Only called under the data directory lock, so no other datagc is writing
+    them. Returns the names removed.
+    """
+    removed = []
+    with os.scandir(dir_fd) as entries:
+        for entry in entries:
+            if is_datagc_temp(entry.name) and entry.is_file(follow_symlinks=False):
+                discard_temp(dir_fd, entry.name)
+                removed.append(entry.name)
+    return removed
+
+
+# --- lock ---------------------------------------------------------------------
+
+
+def lock_data_dir(data_dir: DataDir, wait_seconds: float | None = None) -> None:
+    """Take an exclusive ``flock`` on the data directory itself (no lock file on a full disk).
+
+    Held until the descriptor is closed (the process ends). Raises LockHeld if
+    another datagc holds it, after waiting up to ``wait_seconds``.
+    """
+    deadline = time.monotonic() + (wait_seconds or 0.0)
+    while True:
+        try:
+            fcntl.flock(data_dir.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                waited = f" after waiting {wait_seconds:g}s" if wait_seconds else ""
+                raise LockHeld(
+                    f"another datagc is working on {data_dir.path}{waited}; nothing was changed "
+                    "(use --wait SECONDS to wait for it)"
+                ) from None
+            time.sleep(0.05)
+
+
+# --- disk usage ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DiskUsage:
+    """What ``df`` shows for the filesystem holding DATA_DIR.
+
+    ``used_fraction`` is df's Use%: used / (used + available to unprivileged users).
+    """
+
+    total_bytes: int
+    used_bytes: int
+    free_bytes: int
+    used_fraction: float
+
+
+def disk_usage(fd: int) -> DiskUsage:
+    """statfs of the filesystem holding ``fd``; OSError propagates (never guessed)."""
+    st = os.fstatvfs(fd)
+    total = st.f_blocks * st.f_frsize
+    used = (st.f_blocks - st.f_bfree) * st.f_frsize
+    available = st.f_bavail * st.f_frsize
+    fraction = used / (used + available) if used + available else 0.0
+    return DiskUsage(total, used, available, fraction)

@@ -1,0 +1,98 @@
+"""Parsing and formatting of the durations and sizes used in configuration.
+
+Durations: ``500ms``, ``90s``, ``15m``, ``1h``, ``7d``, ``2w`` and combinations
+(``1h30m``); a bare number is seconds. Sizes: ``B``, ``KB``/``MB``/``GB``/``TB``
+(powers of 1000) and ``KiB``/``MiB``/``GiB``/``TiB`` (powers of 1024); a bare
+number is bytes.
+"""
+
+from __future__ import annotations
+
+import re
+
+DURATION_UNITS: dict[str, float] = {
+    "ms": 0.001,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+    "w": 604800.0,
+}
+SIZE_UNITS: dict[str, int] = {
+    "b": 1,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "tb": 1000**4,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
+}
+
+_NUMBER = r"\d+(?:\.\d+)?|\.\d+"
+_DURATION_PART = re.compile(rf"\s*({_NUMBER})\s*(ms|s|m|h|d|w)", re.IGNORECASE)
+_BARE_NUMBER = re.compile(rf"\s*({_NUMBER})\s*")
+_SIZE = re.compile(rf"\s*({_NUMBER})\s*([kmgt]i?b|b)?\s*", re.IGNORECASE)
+
+
+def parse_duration(text: str) -> float:
+    """Return the duration ``text`` names, in seconds; ValueError if malformed."""
+    bare = _BARE_NUMBER.fullmatch(text)
+    if bare:
+        return float(bare.group(1))
+    total = 0.0
+    position = 0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != position:
+            break
+        total += float(match.group(1)) * DURATION_UNITS[match.group(2).lower()]
+        position = match.end()
+    if position == 0 or text[position:].strip():
+        raise ValueError(
+            f"not a duration: {text!r} (use e.g. 500ms, 90s, 15m, 1h30m, 7d, 2w)"
+        )
+    return total
+
+
+def parse_size(text: str) -> int:
+    """Return the byte count ``text`` names; ValueError if malformed."""
+    match = _SIZE.fullmatch(text)
+    if not match:
+        raise ValueError(
+            f"not a size: {text!r} (use e.g. 500, 10KB, 50MiB, 1.5GB)"
+        )
+    unit = (match.group(2) or "b").lower()
+    return int(float(match.group(1)) * SIZE_UNITS[unit])
+
+
+def format_duration(seconds: float) -> str:
+    """Render seconds in the shortest exact form ``parse_duration`` reads back."""
+    millis = round(seconds * 1000)
+    if millis == 0:
+        return "0s"
+    parts = []
+    for unit, scale in (("w", 604800000), ("d", 86400000), ("h", 3600000), ("m", 60000), ("s", 1000), ("ms", 1)):
+        count, millis = divmod(millis, scale)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)
+
+
+def format_size(size: int) -> str:
+    """Render a byte count exactly, in the largest binary unit that divides it."""
+    for unit, scale in (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if size and size % scale == 0:
+            return f"{size // scale}{unit}"
+    return f"{size}B"
+
+
+def human_age(seconds: float) -> str:
+    """A short approximate age for people: ``8.2d``, ``3.5h``, ``12m``, ``40s``."""
+    if seconds >= 86400:
+        return f"{seconds / 86400:.1f}d"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f}h"
+    if seconds >= 60:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds:.0f}s"
