@@ -65,10 +65,7 @@ def _parse_fraction(value: Any) -> float:
 def _parse_duration(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("not a duration")
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    else:
-        seconds = parse_duration(str(value))
+    seconds = float(value) if isinstance(value, (int, float)) else parse_duration(str(value))
     if seconds < 0 or math.isnan(seconds) or math.isinf(seconds):
         raise ValueError("must be a finite duration of zero or more")
     return seconds
@@ -88,10 +85,7 @@ def _parse_millis(value: Any) -> float:
 def _parse_size(value: Any) -> int:
     if isinstance(value, bool):
         raise ValueError("not a size")
-    if isinstance(value, int):
-        size = value
-    else:
-        size = parse_size(str(value))
+    size = value if isinstance(value, int) else parse_size(str(value))
     if size < 0:
         raise ValueError("must not be negative")
     return size

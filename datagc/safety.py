@@ -10,6 +10,7 @@ that is fsynced and renamed over the original, then the directory is fsynced.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -312,10 +313,8 @@ def create_temp_like(dir_fd: int, name: str, like: os.stat_result) -> tuple[str,
     datagc with a recycled pid) is replaced.
     """
     temp = temp_name(name)
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(temp, dir_fd=dir_fd)
-    except FileNotFoundError:
-        pass
     fd = os.open(
         temp,
         os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
@@ -338,10 +337,8 @@ def create_temp_like(dir_fd: int, name: str, like: os.stat_result) -> tuple[str,
 
 def discard_temp(dir_fd: int, temp: str) -> None:
     """Remove a temp of ours; a missing one is fine."""
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(temp, dir_fd=dir_fd)
-    except FileNotFoundError:
-        pass
 
 
 def commit_temp(dir_fd: int, temp: str, name: str) -> None:
