@@ -222,6 +222,63 @@ def _classify(walked: WalkedDir, entry: os.DirEntry[str], dev: int) -> None:
         pass  # vanished between readdir and stat
 
 
+def iter_files(
+    data_dir: DataDir, top: str = "", on_error: WalkErrorHandler | None = None
+) -> Iterator[tuple[str, str, os.stat_result]]:
+    """Stream every regular file under ``top`` as (directory relpath, name, lstat).
+
+    The rules of ``walk`` (no symlink followed, no other filesystem or mount
+    point entered, an unreadable or missing directory passed to ``on_error``
+    and skipped), but no directory listing is held: memory stays flat for a
+    directory of a million files. A directory's files come before its
+    subdirectories; mount points are skipped without a report.
+    """
+
+    def report(path: str, error: OSError) -> None:
+        if on_error is not None:
+            on_error(path, error)
+
+    try:
+        fd = data_dir.open_dir(top)
+    except OSError as error:
+        report(top, error)
+        return
+    yield from _iter_fd(data_dir, top, fd, report)
+
+
+def _iter_fd(
+    data_dir: DataDir, path: str, fd: int, report: WalkErrorHandler
+) -> Iterator[tuple[str, str, os.stat_result]]:
+    subdirs = []
+    try:
+        try:
+            with os.scandir(fd) as entries:
+                for entry in entries:
+                    try:
+                        if entry.is_file(follow_symlinks=False):
+                            yield path, entry.name, entry.stat(follow_symlinks=False)
+                        elif entry.is_dir(follow_symlinks=False):
+                            subdirs.append(entry.name)
+                    except FileNotFoundError:
+                        pass  # vanished between readdir and stat
+        except OSError as error:
+            report(path, error)
+            return
+        for name in subdirs:
+            child_path = join_path(path, name)
+            try:
+                child = os.open(name, DIR_FLAGS, dir_fd=fd)
+            except OSError as error:
+                report(child_path, error)
+                continue
+            if os.fstat(child).st_dev != data_dir.dev or child_path in data_dir.mount_points:
+                os.close(child)
+                continue
+            yield from _iter_fd(data_dir, child_path, child, report)
+    finally:
+        os.close(fd)
+
+
 # --- checked deletion ---------------------------------------------------------
 
 
