@@ -1,0 +1,136 @@
+"""Real, small filesystems for tests: size-limited tmpfs, loop-mounted ext4, read-only bind mounts.
+
+Each helper is a context manager that mounts on a fresh temporary directory,
+yields it, and unmounts and removes everything on exit (also when the test
+fails). Where mounting is refused (not root, no loop devices, no mkfs.ext4),
+the test is skipped with the reason; it never passes silently.
+
+    with tmpfs(4 * MiB) as root: ...
+    with loop_ext4(16 * MiB) as root: ...
+    with readonly_bind(some_dir) as view: ...   # same files, writes fail with EROFS
+    fill(root, leave_bytes=64 * KiB)           # make the filesystem (almost) full
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+KiB = 1024
+MiB = 1024 * KiB
+
+
+def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, check=False)
+
+
+def _mount_or_skip(argv: list[str], what: str) -> None:
+    if os.geteuid() != 0:
+        pytest.skip(f"cannot mount {what}: mounting needs root (euid {os.geteuid()})")
+    if shutil.which(argv[0]) is None:
+        pytest.skip(f"cannot mount {what}: {argv[0]} is not installed")
+    result = _run(argv)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount {what}: {' '.join(argv)} failed: {result.stderr.strip() or result.returncode}")
+
+
+def _unmount(point: Path) -> None:
+    """Unmount ``point``; lazily if something in the test still holds it open."""
+    if _run(["umount", str(point)]).returncode != 0:
+        _run(["umount", "-l", str(point)])
+
+
+@contextlib.contextmanager
+def _mount_point(prefix: str) -> Iterator[Path]:
+    point = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield point
+    finally:
+        with contextlib.suppress(OSError):
+            point.rmdir()
+
+
+@contextlib.contextmanager
+def tmpfs(size_bytes: int) -> Iterator[Path]:
+    """A tmpfs of ``size_bytes`` (a hard limit, also for root): writes past it fail with ENOSPC."""
+    with _mount_point("datagc-tmpfs-") as point:
+        _mount_or_skip(["mount", "-t", "tmpfs", "-o", f"size={size_bytes},mode=0755", "tmpfs", str(point)],
+                       f"a {size_bytes}-byte tmpfs")
+        try:
+            yield point
+        finally:
+            _unmount(point)
+
+
+@contextlib.contextmanager
+def loop_ext4(size_bytes: int) -> Iterator[Path]:
+    """An ext4 filesystem in a ``size_bytes`` image, loop-mounted.
+
+    Made with no reserved blocks (``-m 0``) so that root hits ENOSPC at the same
+    point as anyone else. ext4 needs roughly 1 MiB for itself; ask for 4 MiB or more.
+    """
+    with _mount_point("datagc-ext4-") as point:
+        image_fd, image_name = tempfile.mkstemp(prefix="datagc-ext4-", suffix=".img")
+        image = Path(image_name)
+        try:
+            os.ftruncate(image_fd, size_bytes)
+            os.close(image_fd)
+            if shutil.which("mkfs.ext4") is None:
+                pytest.skip("cannot make an ext4 image: mkfs.ext4 is not installed")
+            made = _run(["mkfs.ext4", "-q", "-F", "-m", "0", "-E", "lazy_itable_init=0", str(image)])
+            if made.returncode != 0:
+                pytest.skip(f"cannot make an ext4 image: mkfs.ext4 failed: {made.stderr.strip()}")
+            _mount_or_skip(["mount", "-o", "loop", str(image), str(point)], f"a {size_bytes}-byte ext4 loop image")
+            try:
+                shutil.rmtree(point / "lost+found", ignore_errors=True)
+                yield point
+            finally:
+                _unmount(point)
+        finally:
+            image.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def readonly_bind(source: Path) -> Iterator[Path]:
+    """``source`` bind-mounted read-only on a new directory: the same files, every write fails with EROFS."""
+    with _mount_point("datagc-ro-") as point:
+        _mount_or_skip(["mount", "--bind", str(source), str(point)], f"a bind mount of {source}")
+        try:
+            remounted = _run(["mount", "-o", "remount,bind,ro", str(point)])
+            if remounted.returncode != 0:
+                pytest.skip(f"cannot make a read-only bind mount of {source}: {remounted.stderr.strip()}")
+            yield point
+        finally:
+            _unmount(point)
+
+
+def fill(directory: Path, leave_bytes: int = 0, name: str = "filler") -> Path:
+    """Fill the filesystem holding ``directory`` with one file until at most ``leave_bytes`` are free.
+
+    Returns the filler file (delete it to give the space back).
+    """
+    filler = directory / name
+    block = b"\0" * (64 * KiB)
+    with filler.open("wb", buffering=0) as handle:
+        while True:
+            st = os.statvfs(directory)
+            free = st.f_bavail * st.f_frsize
+            if free <= leave_bytes:
+                break
+            chunk = block[: max(st.f_frsize, min(len(block), free - leave_bytes))]
+            try:
+                handle.write(chunk)
+            except OSError as error:
+                if error.errno != errno.ENOSPC:
+                    raise
+                break
+        os.fsync(handle.fileno())
+    return filler
