@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from datagc.errors import ConfigError
-from datagc.units import parse_duration, parse_size
+from datagc.units import format_duration, format_size, parse_duration, parse_size
 
 Parser = Callable[[Any], Any]
 
@@ -417,6 +417,19 @@ def _build(values: Mapping[str, Any], sources: Mapping[str, str]) -> Config:
     )
 
 
-def effective_values(config: Config) -> list[tuple[str, Any, str]]:
-    """(key, value, source) for every key, in declaration order, for ``datagc config``."""
-    return [(key.name, config.value(key.name), config.sources[key.name]) for key in KEYS]
+def display_value(key: Key, value: Any) -> str:
+    """A value as it would be written in the config file: ``7d``, ``50MiB``, ``a,b``."""
+    if key.parse is _parse_duration:
+        return format_duration(value)
+    if key.parse is _parse_size:
+        return format_size(value)
+    if isinstance(value, tuple):
+        return ",".join(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def effective_values(config: Config) -> list[tuple[str, str, str]]:
+    """(key, value as written, source) for every key, in declaration order, for ``datagc config``."""
+    return [(key.name, display_value(key, config.value(key.name)), config.sources[key.name]) for key in KEYS]

@@ -381,10 +381,8 @@ def create_temp_like(dir_fd: int, name: str, like: os.stat_result) -> tuple[str,
     try:
         os.fchmod(fd, stat.S_IMODE(like.st_mode))
         if (like.st_uid, like.st_gid) != (os.geteuid(), os.getegid()):
-            try:
+            with contextlib.suppress(PermissionError):  # not root: the file stays ours
                 os.fchown(fd, like.st_uid, like.st_gid)
-            except PermissionError:
-                pass  # not root: the file stays ours, as any rewrite by us would
     except BaseException:
         os.close(fd)
         discard_temp(dir_fd, temp)

@@ -72,7 +72,7 @@ def format_duration(seconds: float) -> str:
     if millis == 0:
         return "0s"
     parts = []
-    for unit, scale in (("w", 604800000), ("d", 86400000), ("h", 3600000), ("m", 60000), ("s", 1000), ("ms", 1)):
+    for unit, scale in (("d", 86400000), ("h", 3600000), ("m", 60000), ("s", 1000), ("ms", 1)):
         count, millis = divmod(millis, scale)
         if count:
             parts.append(f"{count}{unit}")

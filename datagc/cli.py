@@ -1,0 +1,301 @@
+"""The command line: a thin typer layer over the library.
+
+Each command turns its options into configuration overrides, loads and
+validates the configuration before touching anything, calls the library and
+hands the report to the renderer. This is the one place errors become
+messages and exit statuses. Heavy modules (rich, orjson, humanize, the passes)
+are imported only when a command needs them, so ``datagc --version`` starts fast.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Optional
+
+import typer
+
+from datagc import __version__
+from datagc.errors import ConfigError, DatagcError
+from datagc.exitcodes import Exit
+
+if TYPE_CHECKING:
+    from datagc.config import Config
+    from datagc.render import Renderer
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    help="Keep a service's data directory from filling its disk, without touching its product.",
+)
+
+
+@dataclass(frozen=True)
+class Opt:
+    """An option of one or more commands; ``key`` is the configuration key it overrides."""
+
+    param: str
+    annotation: Any
+    info: Any
+    key: str | None = None
+
+    @property
+    def flag(self) -> str:
+        return next(name for name in self.info.param_decls if name.startswith("--")).split("/")[0]
+
+
+def _opt(param: str, decl: str, help: str, key: str | None = None, metavar: str | None = None) -> Opt:
+    return Opt(param, Optional[str], typer.Option(None, decl, help=help, metavar=metavar), key)  # noqa: UP045
+
+
+def _switch(param: str, decl: str, help: str, key: str) -> Opt:
+    return Opt(param, Optional[bool], typer.Option(None, decl, help=help), key)  # noqa: UP045
+
+
+COMMON: tuple[Opt, ...] = (
+    _opt("data_dir", "--data-dir", "The data directory [env DATAGC_DATA_DIR; default ./.data].", "data_dir", "PATH"),
+    _opt("config_path", "--config", "TOML configuration file [env DATAGC_CONFIG].", None, "PATH"),
+    Opt("dry_run", bool, typer.Option(False, "--dry-run", "-n", help="Plan and report; change nothing.")),
+    Opt("json_output", bool, typer.Option(False, "--json", help="One JSON report on stdout.")),
+    Opt("quiet", bool, typer.Option(False, "--quiet", "-q", help="Only errors.")),
+    Opt("verbose", bool, typer.Option(False, "--verbose", "-v", help="Also what was kept, and why.")),
+    _opt("wait", "--wait", "Wait this long for another datagc's lock instead of exiting 75.", None, "SECONDS"),
+    _opt("metrics_textfile", "--metrics-textfile", "Write Prometheus textfile metrics here.", "metrics.textfile",
+         "PATH"),
+)
+ROTATE: tuple[Opt, ...] = (
+    _opt("logs", "--logs", "Event logs to rotate, comma-separated.", "rotate.logs", "LIST"),
+    _opt("max_bytes", "--max-bytes", "Rotate a log larger than this (e.g. 50MiB).", "rotate.max_bytes", "SIZE"),
+    _opt("keep_lines", "--keep-lines", "Newest complete lines to keep.", "rotate.keep_lines", "N"),
+    _opt("keep_bytes", "--keep-bytes", "At most this many bytes kept.", "rotate.keep_bytes", "SIZE"),
+)
+CDN: tuple[Opt, ...] = (
+    _switch("cdn", "--cdn/--no-cdn", "Media are also on the CDN [default: auto from R2_ACCESS_KEY_ID].",
+            "cdn.enabled"),
+    _opt("media_dirs", "--media-dirs", "Media directories, comma-separated.", "sweep.media_dirs", "LIST"),
+)
+SWEEP: tuple[Opt, ...] = (
+    _opt("max_age", "--max-age", "CDN on: delete media older than this (e.g. 7d).", "sweep.max_age", "DURATION"),
+    _opt("published_grace", "--published-grace", "CDN on: delete published copies older than this.",
+         "sweep.published_grace", "DURATION"),
+    _opt("temp_max_age", "--temp-max-age", "Delete orphan temp files older than this.", "sweep.temp_max_age",
+         "DURATION"),
+    _switch("cdn_verify", "--cdn-verify/--no-cdn-verify", "HEAD the CDN copy before deleting a published file.",
+            "cdn.verify"),
+    _opt("cdn_public_url", "--cdn-public-url", "The CDN's public base URL.", "cdn.public_url", "URL"),
+)
+PRESSURE: tuple[Opt, ...] = (
+    _opt("threshold", "--threshold", "Evict when the disk is fuller than this (0.7 or 70%).", "pressure.threshold",
+         "FRACTION"),
+    _opt("target", "--target", "Evict down to this usage.", "pressure.target", "FRACTION"),
+    _opt("min_age", "--min-age", "Never evict media younger than this.", "pressure.min_age", "DURATION"),
+)
+AUDIT: tuple[Opt, ...] = (_opt("top", "--top", "How many of the largest files to list.", "audit.top", "N"),)
+WATCH: tuple[Opt, ...] = (
+    _opt("interval", "--interval", "Time between passes.", "watch.interval", "DURATION"),
+    _opt("initial_delay", "--initial-delay", "Wait before the first pass.", "watch.initial_delay", "DURATION"),
+)
+RUN_ALL = ROTATE + CDN + SWEEP + PRESSURE
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """The options one command was called with."""
+
+    values: dict[str, Any]
+    opts: tuple[Opt, ...]
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def config(self) -> Config:
+        from datagc.config import FlagValue, load_config
+
+        flags = {
+            opt.key: FlagValue(opt.flag, self.values[opt.param])
+            for opt in self.opts
+            if opt.key is not None and self.values.get(opt.param) is not None
+        }
+        return load_config(flags, os.environ, self.values.get("config_path"))
+
+    def renderer(self) -> Renderer:
+        from datagc.render import Renderer
+
+        return Renderer(
+            out=sys.stdout,
+            err=sys.stderr,
+            is_terminal=sys.stdout.isatty(),
+            json=self.json_output,
+            quiet=self.quiet,
+            verbose=self.verbose,
+        )
+
+    def wait_seconds(self) -> float | None:
+        if self.wait is None:
+            return None
+        from datagc.units import parse_duration
+
+        try:
+            return parse_duration(self.wait)
+        except ValueError as error:
+            raise ConfigError(f"--wait {self.wait!r}: {error}") from None
+
+
+def command(name: str, opts: Sequence[Opt]) -> Callable[[Callable[[Invocation], int]], None]:
+    """Register ``func`` as command ``name`` taking ``opts``; its docstring is its --help.
+
+    The options are declared once (above) and shared by every command that
+    takes them; the function receives them as one ``Invocation``.
+    """
+    options = tuple(opts)
+
+    def decorate(func: Callable[[Invocation], int]) -> None:
+        def handler(**values: Any) -> None:
+            invocation = Invocation(values, options)
+            raise typer.Exit(_guard(func, invocation))
+
+        handler.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [inspect.Parameter(o.param, inspect.Parameter.KEYWORD_ONLY, default=o.info, annotation=o.annotation)
+             for o in options]
+        )
+        handler.__annotations__ = {o.param: o.annotation for o in options}
+        handler.__doc__ = func.__doc__
+        handler.__name__ = func.__name__
+        app.command(name)(handler)
+
+    return decorate
+
+
+def _guard(func: Callable[[Invocation], int], invocation: Invocation) -> int:
+    """The one boundary where errors become a message on stderr and an exit status."""
+    try:
+        return func(invocation)
+    except DatagcError as error:
+        sys.stderr.write(f"datagc: {error}\n")
+        return int(error.exit_code)
+    except KeyboardInterrupt:
+        sys.stderr.write("datagc: interrupted\n")
+        return 130
+
+
+def _run(invocation: Invocation, command_name: str, steps: Sequence[str]) -> int:
+    from datagc.runner import RunOptions, run_command
+
+    config = invocation.config()
+    renderer = invocation.renderer()
+    options = RunOptions(invocation.dry_run, invocation.wait_seconds(), invocation.verbose)
+    on_traceback = renderer.error if invocation.verbose else None
+    report = run_command(command_name, steps, config, options, on_traceback)
+    renderer.run_report(report)
+    if config.metrics.textfile and not invocation.dry_run:
+        from datagc.metrics import write_metrics
+
+        write_metrics(config.metrics.textfile, report, renderer)
+    return report.exit_code
+
+
+@command("audit", COMMON + AUDIT + PRESSURE[:1])
+def audit_command(invocation: Invocation) -> int:
+    """Read-only: sizes, the largest files, disk usage, and space held by deleted-but-open files.
+
+    Takes no lock and changes nothing. Exit 32 when the disk is above the
+    pressure threshold.
+
+    Example: datagc audit --data-dir /app/.data --top 20
+    """
+    from datagc.passes.audit import audit
+    from datagc.safety import DataDir
+
+    config = invocation.config()
+    renderer = invocation.renderer()
+    if not config.enabled:
+        renderer.message(f"note: datagc is disabled (enabled=false from {config.sources['enabled']}); "
+                         "audit only reads, so it runs")
+    with DataDir(config.data_dir) as data_dir, renderer.walk_progress("walking") as progress:
+        report = audit(config, data_dir, progress)
+    renderer.audit_report(report)
+    return int(report.flags)
+
+
+@command("rotate", COMMON + ROTATE)
+def rotate_command(invocation: Invocation) -> int:
+    """Keep only the newest lines of each event log larger than rotate.max_bytes, losing no event.
+
+    Example: datagc rotate --max-bytes 50MiB --keep-lines 10000 --dry-run
+    """
+    return _run(invocation, "rotate", ["rotate"])
+
+
+@command("sweep", COMMON + CDN + SWEEP)
+def sweep_command(invocation: Invocation) -> int:
+    """Delete old and already-published media (CDN on) and orphan temp files, keeping the feed consistent.
+
+    Example: datagc sweep --cdn --max-age 7d --dry-run
+    """
+    return _run(invocation, "sweep", ["sweep"])
+
+
+@command("pressure", COMMON + CDN + PRESSURE)
+def pressure_command(invocation: Invocation) -> int:
+    """When the disk is fuller than the threshold, evict media down to the target, least harmful first.
+
+    Example: datagc pressure --threshold 0.7 --target 0.6 --min-age 1d
+    """
+    return _run(invocation, "pressure", ["pressure"])
+
+
+@command("run-all", COMMON + RUN_ALL)
+def run_all_command(invocation: Invocation) -> int:
+    """Rotate, sweep, then pressure; each step isolated, so one failing never stops the others.
+
+    Example: datagc run-all --json
+    """
+    from datagc.runner import RUN_ALL_STEPS
+
+    return _run(invocation, "run-all", RUN_ALL_STEPS)
+
+
+@command("config", COMMON + RUN_ALL + AUDIT + WATCH)
+def config_command(invocation: Invocation) -> int:
+    """Print the effective configuration and where each value came from.
+
+    Example: GC_ENABLED=false datagc config
+    """
+    from datagc.config import effective_values
+
+    config = invocation.config()
+    invocation.renderer().config_table(effective_values(config))
+    return 0
+
+
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"datagc {__version__}\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """Keep a service's data directory from filling its disk, without touching its product.
+
+    Exit status is a bit mask: 1 a step failed, 2 usage or configuration error,
+    4 logs rotated, 8 files swept, 16 pressure eviction, 32 disk still above the
+    threshold, 75 another datagc holds the lock.
+    """
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["Exit", "app", "main"]

@@ -1,0 +1,1 @@
+"""Prometheus textfile-collector output (placeholder until the operations work lands)."""

@@ -1,0 +1,194 @@
+"""``datagc audit``: a read-only census of the data directory and its disk.
+
+Walks the tree once (never following a symlink, never entering another
+filesystem), counts allocated and apparent bytes the way ``du`` does (each
+inode once), keeps the N largest files with a bounded heap, and compares the
+walk with statfs to show space ``df`` counts but the walk can't see — notably
+deleted files still held open, found in /proc.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from datagc.config import Config
+from datagc.exitcodes import Exit
+from datagc.safety import DataDir, DiskUsage, disk_usage, walk
+
+ProgressCallback = Callable[[int, int], None]
+PROGRESS_EVERY = 5000
+
+
+@dataclass(frozen=True)
+class EntryTotal:
+    """Allocated bytes and files under one top-level entry of DATA_DIR."""
+
+    path: str
+    bytes: int
+    files: int
+
+
+@dataclass(frozen=True)
+class LargeFile:
+    path: str
+    bytes: int
+
+
+@dataclass(frozen=True)
+class OpenDeleted:
+    """A deleted file on DATA_DIR's filesystem that a process still holds open."""
+
+    pid: int
+    command: str
+    path: str
+    bytes: int
+
+
+@dataclass
+class AuditReport:
+    data_dir: str
+    threshold: float
+    total_bytes: int = 0
+    apparent_bytes: int = 0
+    files: int = 0
+    dirs: int = 0
+    symlinks: list[str] = field(default_factory=list)
+    special_files: int = 0
+    mounts: list[str] = field(default_factory=list)
+    breakdown: list[EntryTotal] = field(default_factory=list)
+    largest: list[LargeFile] = field(default_factory=list)
+    disk: DiskUsage | None = None
+    #: whether DATA_DIR is the root of its filesystem (else ``unaccounted`` includes files outside it)
+    mount_root: bool = False
+    unaccounted_bytes: int | None = None
+    deleted_open: list[OpenDeleted] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def flags(self) -> Exit:
+        above = self.disk is not None and self.disk.used_fraction > self.threshold
+        flags = Exit.STILL_ABOVE_THRESHOLD if above else Exit.OK
+        if self.errors:
+            flags |= Exit.STEP_FAILED
+        return flags
+
+
+def audit(config: Config, data_dir: DataDir, on_progress: ProgressCallback | None = None) -> AuditReport:
+    """Walk DATA_DIR and statfs its filesystem; change nothing, take no lock."""
+    report = AuditReport(data_dir=str(data_dir.path), threshold=config.pressure.threshold)
+    _walk_tree(data_dir, config.audit.top, report, on_progress)
+    try:
+        report.disk = disk_usage(data_dir.fd)
+    except OSError as error:
+        report.errors.append(f"statfs failed: {error.strerror}")
+    report.mount_root = _is_mount_root(data_dir)
+    if report.disk is not None:
+        report.unaccounted_bytes = max(0, report.disk.used_bytes - report.total_bytes)
+        if not report.mount_root:
+            report.notes.append(
+                "the data directory is not the root of its filesystem: unaccounted space includes files outside it"
+            )
+    report.deleted_open = _deleted_open_files(data_dir, report.notes)
+    return report
+
+
+def _walk_tree(data_dir: DataDir, top: int, report: AuditReport, on_progress: ProgressCallback | None) -> None:
+    totals: dict[str, list[int]] = {}
+    largest: list[tuple[int, str]] = []
+    seen_links: set[int] = set()
+
+    def on_error(path: str, error: OSError) -> None:
+        report.errors.append(f"{path or '.'}: {error.strerror or error} (not counted)")
+
+    for directory in walk(data_dir, on_error=on_error):
+        report.dirs += 1
+        top_level = directory.path.split("/", 1)[0]
+        report.symlinks.extend(_join(directory.path, name) for name in directory.symlinks)
+        report.mounts.extend(_join(directory.path, name) for name in directory.mounts)
+        report.special_files += len(directory.others)
+        for walked in directory.files:
+            st = walked.stat
+            if st.st_nlink > 1:
+                if st.st_ino in seen_links:
+                    continue
+                seen_links.add(st.st_ino)
+            allocated = st.st_blocks * 512
+            report.total_bytes += allocated
+            report.apparent_bytes += st.st_size
+            report.files += 1
+            entry = top_level or walked.path
+            bucket = totals.get(entry)
+            if bucket is None:
+                totals[entry] = [allocated, 1]
+            else:
+                bucket[0] += allocated
+                bucket[1] += 1
+            if len(largest) < top:
+                heapq.heappush(largest, (allocated, walked.path))
+            elif allocated > largest[0][0]:
+                heapq.heapreplace(largest, (allocated, walked.path))
+            if on_progress is not None and report.files % PROGRESS_EVERY == 0:
+                on_progress(report.files, report.total_bytes)
+    report.dirs -= 1  # DATA_DIR itself
+    report.breakdown = sorted(
+        (EntryTotal(path, size, files) for path, (size, files) in totals.items()),
+        key=lambda entry: (-entry.bytes, entry.path),
+    )
+    report.largest = [LargeFile(path, size) for size, path in sorted(largest, key=lambda item: (-item[0], item[1]))]
+
+
+def _join(directory: str, name: str) -> str:
+    return f"{directory}/{name}" if directory else name
+
+
+def _is_mount_root(data_dir: DataDir) -> bool:
+    try:
+        parent = os.stat("..", dir_fd=data_dir.fd)
+        here = os.fstat(data_dir.fd)
+    except OSError:
+        return False
+    return parent.st_dev != here.st_dev or parent.st_ino == here.st_ino
+
+
+def _deleted_open_files(data_dir: DataDir, notes: list[str]) -> list[OpenDeleted]:
+    """Files unlinked but held open by a process, on DATA_DIR's filesystem, from /proc."""
+    try:
+        pids = [int(name) for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        notes.append("/proc is unreadable: deleted files still held open can't be listed")
+        return []
+    found: dict[int, OpenDeleted] = {}
+    unreadable = 0
+    for pid in pids:
+        fd_dir = f"/proc/{pid}/fd"
+        try:
+            fds = os.listdir(fd_dir)
+        except OSError:
+            unreadable += 1
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"{fd_dir}/{fd}")
+                if not target.endswith(" (deleted)"):
+                    continue
+                st = os.stat(f"{fd_dir}/{fd}")
+            except OSError:
+                continue
+            if st.st_dev != data_dir.dev or st.st_nlink != 0 or st.st_ino in found:
+                continue
+            found[st.st_ino] = OpenDeleted(pid, _command(pid), target.removesuffix(" (deleted)"), st.st_blocks * 512)
+    if unreadable:
+        notes.append(f"{unreadable} processes' open files could not be read (run as root to see them)")
+    return sorted(found.values(), key=lambda item: -item.bytes)
+
+
+def _command(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as handle:
+            return handle.read().strip()
+    except OSError:
+        return "?"

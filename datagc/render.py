@@ -1,0 +1,391 @@
+"""All output: rich on a terminal, one plain line per event otherwise, one JSON object with --json.
+
+The renderer is given its streams and whether stdout is a terminal; nothing
+else in datagc writes to stdout or stderr. Plain lines keep the prefixes the
+service's operators already search for (``[janitor]``, ``[disk-audit]``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+import humanize
+import orjson
+
+from datagc.model import Action, Delete, FeedNull, Rotate, RunReport, StepReport
+from datagc.passes.audit import AuditReport, ProgressCallback
+from datagc.safety import DiskUsage
+from datagc.units import human_age
+
+JSON_VERSION = 1
+#: rows of actions shown in a rich table before "… and N more"
+TABLE_ROWS = 30
+
+
+def size(count: int) -> str:
+    """``2.1MB`` — humanize's decimal units, without the space, as operators grep for them."""
+    return humanize.naturalsize(count).replace(" ", "")
+
+
+def percent(fraction: float) -> str:
+    return f"{fraction * 100:.1f}%"
+
+
+def printable(path: str) -> str:
+    """A path as text: undecodable bytes of non-UTF-8 names become ``\\xNN`` escapes."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+# --- JSON ---------------------------------------------------------------------
+
+
+def disk_json(disk: DiskUsage | None) -> dict[str, Any] | None:
+    if disk is None:
+        return None
+    return {
+        "total_bytes": disk.total_bytes,
+        "used_bytes": disk.used_bytes,
+        "free_bytes": disk.free_bytes,
+        "used_fraction": round(disk.used_fraction, 6),
+    }
+
+
+def action_json(action: Action) -> dict[str, Any]:
+    if isinstance(action, Delete):
+        return {
+            "kind": action.kind,
+            "path": printable(action.path),
+            "bytes": action.bytes,
+            "reason": action.reason,
+            "age_seconds": round(action.age, 3),
+            "detail": action.detail,
+        }
+    if isinstance(action, FeedNull):
+        return {
+            "kind": action.kind,
+            "path": printable(action.path),
+            "field": action.field,
+            "url": action.url,
+            "post": action.post,
+        }
+    return {
+        "kind": action.kind,
+        "path": printable(action.path),
+        "bytes_before": action.bytes_before,
+        "bytes_after": action.bytes_after,
+        "lines_kept": action.lines_kept,
+    }
+
+
+def step_json(step: StepReport) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "name": step.name,
+        "status": step.status,
+        "reclaimed_bytes": step.reclaimed_bytes,
+        "error": step.error,
+        "actions": [action_json(action) for action in step.actions],
+        "kept": [{"path": printable(kept.path), "why": kept.why} for kept in step.kept],
+        "notes": step.notes,
+    }
+    document.update(step.details)
+    return document
+
+
+def run_json(report: RunReport) -> dict[str, Any]:
+    return {
+        "version": JSON_VERSION,
+        "command": report.command,
+        "data_dir": report.data_dir,
+        "dry_run": report.dry_run,
+        "exit_code": report.exit_code,
+        "reclaimed_bytes": report.reclaimed_bytes,
+        "disk_before": disk_json(report.disk_before),
+        "disk_after": disk_json(report.disk_after),
+        "steps": [step_json(step) for step in report.steps],
+    }
+
+
+def audit_json(report: AuditReport) -> dict[str, Any]:
+    return {
+        "version": JSON_VERSION,
+        "command": "audit",
+        "data_dir": report.data_dir,
+        "dry_run": False,
+        "exit_code": int(report.flags),
+        "total_bytes": report.total_bytes,
+        "apparent_bytes": report.apparent_bytes,
+        "files": report.files,
+        "dirs": report.dirs,
+        "breakdown": [{"path": printable(e.path), "bytes": e.bytes, "files": e.files} for e in report.breakdown],
+        "largest": [{"path": printable(f.path), "bytes": f.bytes} for f in report.largest],
+        "disk": disk_json(report.disk),
+        "threshold": report.threshold,
+        "mount_root": report.mount_root,
+        "unaccounted_bytes": report.unaccounted_bytes,
+        "deleted_open": [
+            {"pid": d.pid, "command": d.command, "path": printable(d.path), "bytes": d.bytes}
+            for d in report.deleted_open
+        ],
+        "symlinks": [printable(path) for path in report.symlinks],
+        "mounts": [printable(path) for path in report.mounts],
+        "special_files": report.special_files,
+        "errors": report.errors,
+        "notes": report.notes,
+    }
+
+
+# --- plain lines --------------------------------------------------------------
+
+
+def action_line(action: Action, dry_run: bool) -> str:
+    would = "would " if dry_run else ""
+    if isinstance(action, Rotate):
+        verb = "rotate" if dry_run else "rotated"
+        return (
+            f"[janitor] {would}{verb} {printable(action.path)}: {action.bytes_before} -> {action.bytes_after} bytes "
+            f"(kept {action.lines_kept} lines)"
+        )
+    if isinstance(action, FeedNull):
+        post = f" of {action.post}" if action.post else ""
+        verb = "null" if dry_run else "nulled"
+        return f"[janitor] {would}{verb} {action.field}{post} in {printable(action.path)} ({action.url})"
+    if action.reason == "pressure":
+        verb = "evict" if dry_run else "evicted"
+        facts = [action.detail] if action.detail else []
+    else:
+        verb = "sweep" if dry_run else "swept"
+        facts = [] if action.reason == "age" else [action.reason]
+    facts += [f"age {human_age(action.age)}", size(action.bytes)]
+    return f"[janitor] {would}{verb} {printable(action.path)} ({', '.join(facts)})"
+
+
+def step_lines(step: StepReport, dry_run: bool, verbose: bool) -> list[str]:
+    if step.status == "disabled":
+        return [f"[janitor] {step.name}: disabled; nothing done"]
+    lines = [action_line(action, dry_run) for action in step.actions]
+    lines += [f"[janitor] {note}" for note in step.notes]
+    if verbose:
+        lines += [f"[janitor] kept {printable(kept.path)}: {kept.why}" for kept in step.kept]
+    return lines
+
+
+def summary_line(report: RunReport) -> str:
+    verb = "would reclaim" if report.dry_run else "reclaimed"
+    parts = [f"[janitor] {report.command}: {verb} {size(report.reclaimed_bytes)}"]
+    disk = report.disk_after or report.disk_before
+    if disk is not None:
+        parts.append(f"disk {percent(disk.used_fraction)} used, {size(disk.free_bytes)} free")
+    parts.append(f"exit {report.exit_code}")
+    return "; ".join(parts)
+
+
+def audit_lines(report: AuditReport) -> list[str]:
+    top_dirs = ",".join(f"{printable(e.path)}:{size(e.bytes)}" for e in report.breakdown[:5])
+    largest = ",".join(f"{printable(f.path)}:{size(f.bytes)}" for f in report.largest)
+    lines = [
+        f"[disk-audit] total={size(report.total_bytes)} files={report.files} "
+        f"top_dirs={top_dirs} largest={largest}"
+    ]
+    if report.disk is not None:
+        unaccounted = size(report.unaccounted_bytes or 0)
+        lines.append(
+            f"[disk-audit] disk used={percent(report.disk.used_fraction)} total={size(report.disk.total_bytes)} "
+            f"free={size(report.disk.free_bytes)} threshold={percent(report.threshold)} "
+            f"unaccounted={unaccounted} apparent={size(report.apparent_bytes)} dirs={report.dirs}"
+        )
+    lines += [
+        f"[disk-audit] deleted-open pid={d.pid} command={d.command} bytes={size(d.bytes)} path={printable(d.path)}"
+        for d in report.deleted_open
+    ]
+    lines += [f"[disk-audit] mount (not walked) {printable(path)}" for path in report.mounts]
+    if report.symlinks:
+        lines.append(f"[disk-audit] symlinks (not followed) {len(report.symlinks)}")
+    lines += [f"[disk-audit] note: {note}" for note in report.notes]
+    return lines
+
+
+# --- the renderer -------------------------------------------------------------
+
+
+@dataclass
+class Renderer:
+    """Writes every report in the form its reader wants."""
+
+    out: TextIO
+    err: TextIO
+    is_terminal: bool
+    json: bool = False
+    quiet: bool = False
+    verbose: bool = False
+
+    @property
+    def rich(self) -> bool:
+        return self.is_terminal and not self.json
+
+    def _console(self, stream: TextIO) -> Any:
+        from rich.console import Console
+
+        return Console(file=stream, highlight=False, soft_wrap=True)
+
+    def error(self, message: str) -> None:
+        """One ``datagc: …`` line on stderr, whatever the mode."""
+        self.err.write(f"datagc: {message}\n")
+        self.err.flush()
+
+    def message(self, text: str) -> None:
+        """A sentence for people (not in JSON or quiet mode)."""
+        if not self.json and not self.quiet:
+            self.out.write(text + "\n")
+            self.out.flush()
+
+    def write_json(self, document: dict[str, Any]) -> None:
+        self.out.write(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n")
+        self.out.flush()
+
+    def run_report(self, report: RunReport) -> None:
+        for step in report.steps:
+            if step.status == "error" and step.error:
+                self.error(f"{step.name} failed: {step.error}")
+        if self.json:
+            self.write_json(run_json(report))
+        elif self.quiet:
+            return
+        elif self.rich:
+            self._rich_run_report(report)
+        else:
+            for step in report.steps:
+                for line in step_lines(step, report.dry_run, self.verbose):
+                    self.out.write(line + "\n")
+            self.out.write(summary_line(report) + "\n")
+            self.out.flush()
+
+    def audit_report(self, report: AuditReport) -> None:
+        for error in report.errors:
+            self.error(f"audit: {error}")
+        if self.json:
+            self.write_json(audit_json(report))
+        elif self.quiet:
+            return
+        elif self.rich:
+            self._rich_audit(report)
+        else:
+            self.out.write("\n".join(audit_lines(report)) + "\n")
+            self.out.flush()
+
+    def config_table(self, rows: Sequence[tuple[str, str, str]]) -> None:
+        if self.json:
+            self.write_json({key: {"value": value, "source": source} for key, value, source in rows})
+            return
+        if self.rich:
+            from rich.table import Table
+
+            table = Table(title="datagc effective configuration")
+            for column in ("key", "value", "source"):
+                table.add_column(column)
+            for key, value, source in rows:
+                table.add_row(key, value, source)
+            self._console(self.out).print(table)
+            return
+        for key, value, source in rows:
+            self.out.write(f"{key} = {value}  # {source}\n")
+        self.out.flush()
+
+    @contextlib.contextmanager
+    def walk_progress(self, label: str) -> Iterator[ProgressCallback | None]:
+        """A live count of files walked, on a terminal only; a no-op callback elsewhere."""
+        if not self.rich or self.quiet:
+            yield None
+            return
+        console = self._console(self.err)
+        with console.status(label) as status:
+
+            def update(files: int, total: int) -> None:
+                status.update(f"{label} {files:,} files, {size(total)}")
+
+            yield update
+
+    # --- rich ---
+
+    def _rich_run_report(self, report: RunReport) -> None:
+        from rich.table import Table
+
+        console = self._console(self.out)
+        title = f"datagc {report.command}" + (" (dry run: nothing changed)" if report.dry_run else "")
+        for step in report.steps:
+            table = Table(title=f"{step.name}: {step.status}", title_justify="left", expand=False)
+            table.add_column("action")
+            table.add_column("path")
+            table.add_column("why / what", overflow="fold")
+            table.add_column("size", justify="right")
+            for action in step.actions[:TABLE_ROWS]:
+                table.add_row(*_rich_row(action, report.dry_run))
+            if len(step.actions) > TABLE_ROWS:
+                table.add_row("…", f"and {len(step.actions) - TABLE_ROWS} more", "", "")
+            if step.actions:
+                console.print(table)
+            else:
+                console.print(f"[bold]{step.name}[/bold]: {step.status}")
+            for note in step.notes:
+                console.print(f"  {note}", markup=False)
+            if self.verbose:
+                for kept in step.kept:
+                    console.print(f"  kept {printable(kept.path)}: {kept.why}", markup=False)
+        console.print(f"[bold]{title}[/bold]")
+        console.print(summary_line(report).removeprefix("[janitor] "), markup=False)
+
+    def _rich_audit(self, report: AuditReport) -> None:
+        from rich.table import Table
+
+        console = self._console(self.out)
+        console.print(f"[bold]datagc audit[/bold] of {printable(report.data_dir)}")
+        console.print(
+            f"{size(report.total_bytes)} allocated ({size(report.apparent_bytes)} apparent) in "
+            f"{report.files:,} files and {report.dirs:,} directories",
+            markup=False,
+        )
+        if report.disk is not None:
+            disk = report.disk
+            state = "[red]above[/red]" if disk.used_fraction > report.threshold else "below"
+            console.print(
+                f"disk: {percent(disk.used_fraction)} used of {size(disk.total_bytes)}, "
+                f"{size(disk.free_bytes)} free — {state} the pressure threshold {percent(report.threshold)}"
+            )
+        breakdown = Table(title="by top-level entry", title_justify="left")
+        breakdown.add_column("entry")
+        breakdown.add_column("size", justify="right")
+        breakdown.add_column("files", justify="right")
+        for entry in report.breakdown[:TABLE_ROWS]:
+            breakdown.add_row(printable(entry.path), size(entry.bytes), f"{entry.files:,}")
+        console.print(breakdown)
+        largest = Table(title="largest files", title_justify="left")
+        largest.add_column("path")
+        largest.add_column("size", justify="right")
+        for large in report.largest:
+            largest.add_row(printable(large.path), size(large.bytes))
+        console.print(largest)
+        if report.unaccounted_bytes is not None:
+            console.print(f"space df counts but the walk can't see: {size(report.unaccounted_bytes)}")
+        for held in report.deleted_open:
+            holder = f"held by pid {held.pid} ({held.command})"
+            console.print(f"  deleted but open: {printable(held.path)} {size(held.bytes)} {holder}", markup=False)
+        for path in report.mounts:
+            console.print(f"  other filesystem (not walked): {printable(path)}", markup=False)
+        if report.symlinks:
+            console.print(f"  {len(report.symlinks)} symlinks (reported, never followed)")
+        for note in report.notes:
+            console.print(f"  note: {note}", markup=False)
+
+
+def _rich_row(action: Action, dry_run: bool) -> tuple[str, str, str, str]:
+    if isinstance(action, Rotate):
+        what = f"{size(action.bytes_before)} -> {size(action.bytes_after)}, kept {action.lines_kept:,} lines"
+        return ("rotate", printable(action.path), what, size(action.bytes_before - action.bytes_after))
+    if isinstance(action, FeedNull):
+        post = f" of {action.post}" if action.post else ""
+        return ("feed-null", printable(action.path), f"{action.field}{post}: {action.url}", "")
+    why = ", ".join(filter(None, [action.reason, action.detail, f"age {human_age(action.age)}"]))
+    return ("delete", printable(action.path), why, size(action.bytes))
+
