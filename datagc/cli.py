@@ -195,11 +195,16 @@ def _run(invocation: Invocation, command_name: str, steps: Sequence[str]) -> int
     on_traceback = renderer.error if invocation.verbose else None
     report = run_command(command_name, steps, config, options, on_traceback)
     renderer.run_report(report)
+    code = report.exit_code
     if config.metrics.textfile and not invocation.dry_run:
         from datagc.metrics import write_metrics
 
-        write_metrics(config.metrics.textfile, report, renderer)
-    return report.exit_code
+        try:
+            write_metrics(config.metrics.textfile, report)
+        except OSError as error:
+            renderer.error(f"metrics file {config.metrics.textfile} not written: {error.strerror or error}")
+            code |= Exit.STEP_FAILED
+    return code
 
 
 @command("audit", COMMON + AUDIT + PRESSURE[:1])
@@ -261,6 +266,24 @@ def run_all_command(invocation: Invocation) -> int:
     from datagc.runner import RUN_ALL_STEPS
 
     return _run(invocation, "run-all", RUN_ALL_STEPS)
+
+
+@command("watch", COMMON + RUN_ALL + WATCH)
+def watch_command(invocation: Invocation) -> int:
+    """For hosts without cron: run-all after watch.initial_delay, then every watch.interval.
+
+    SIGTERM or SIGINT ends it cleanly between passes (exit 0); a failing pass
+    never ends the loop.
+
+    Example: datagc watch --interval 1h --initial-delay 60s
+    """
+    from datagc.runner import RunOptions
+    from datagc.watch import run_watch
+
+    config = invocation.config()
+    renderer = invocation.renderer()
+    options = RunOptions(invocation.dry_run, invocation.wait_seconds(), invocation.verbose)
+    return run_watch(config, options, renderer)
 
 
 @command("config", COMMON + RUN_ALL + AUDIT + WATCH)
