@@ -98,7 +98,8 @@ def is_under_pressure(usage: DiskUsage, threshold: float) -> bool:
 def bytes_to_free(usage: DiskUsage, target: float) -> int:
     """Allocated bytes whose deletion brings df's Use% to ``target`` or below."""
     capacity = usage.used_bytes + usage.free_bytes
-    return max(0, math.ceil(usage.used_bytes - Fraction(target) * capacity))  # exact: no off-by-one byte
+    exact_target = Fraction(repr(target))  # the decimal the operator wrote: 0.6 is 3/5, not the float below it
+    return max(0, math.ceil(usage.used_bytes - exact_target * capacity))
 
 
 def after_freeing(usage: DiskUsage, freed: int) -> DiskUsage:
