@@ -93,6 +93,9 @@ class RunReport:
     disk_before: DiskUsage | None
     disk_after: DiskUsage | None = None
     steps: list[StepReport] = field(default_factory=list)
+    #: when the pass started (seconds since the epoch) and how long it ran, for metrics
+    started_at: float = 0.0
+    duration_seconds: float = 0.0
 
     @property
     def reclaimed_bytes(self) -> int:

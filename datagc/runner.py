@@ -74,7 +74,8 @@ def _disk(data_dir: DataDir) -> DiskUsage | None:
 def disabled_report(command: str, config: Config, steps: Sequence[str], dry_run: bool) -> RunReport:
     """The kill switch: every step says it is disabled and nothing is touched."""
     source = config.sources["enabled"]
-    report = RunReport(command=command, data_dir=str(config.data_dir), dry_run=dry_run, disk_before=None)
+    report = RunReport(command=command, data_dir=str(config.data_dir), dry_run=dry_run, disk_before=None,
+                       started_at=time.time())
     for name in steps:
         step = StepReport(name, status="disabled")
         step.notes.append(f"{name}: datagc is disabled (enabled=false from {source}); nothing was done")
@@ -98,8 +99,10 @@ def run_command(
         return disabled_report(command, config, steps, options.dry_run)
     with DataDir(config.data_dir) as data_dir:
         lock_data_dir(data_dir, options.wait_seconds)
+        clock = time.monotonic()
         ctx = PassContext(config=config, data_dir=data_dir, dry_run=options.dry_run, now=time.time())
-        report = RunReport(command, str(config.data_dir), options.dry_run, disk_before=_disk(data_dir))
+        report = RunReport(command, str(config.data_dir), options.dry_run, disk_before=_disk(data_dir),
+                           started_at=ctx.now)
         for name in steps:
             report.steps.append(run_step(name, ctx, on_traceback))
         retry = [i for i, step in enumerate(report.steps) if step.name == "rotate" and failed_for_lack_of_space(step)]
@@ -108,4 +111,5 @@ def run_command(
             again.notes.append("rotate was retried after the other steps freed space")
             report.steps[retry[0]] = again
         report.disk_after = _disk(data_dir)
+        report.duration_seconds = time.monotonic() - clock
     return report
