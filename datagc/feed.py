@@ -1,0 +1,352 @@
+"""What the feed says about the media files, and keeping it consistent when they go (SPEC §7 rule 6).
+
+The feed files (``feed.files``, ``posts.json``) are JSON arrays of posts; each
+post's ``feed.url_fields`` (``imageUrl``, ``videoUrl``) hold either a CDN URL
+or a local URL of a media file (see ``datagc.cdn`` for how URLs name files).
+
+- ``index_feeds`` reads every feed once into a ``FeedIndex``: per media file,
+  the feed fields naming it by a local URL (as the ``FeedNull`` actions that
+  would clear them) and the CDN URL the feed shows it by. A feed that is not
+  JSON or not an array is listed in ``problems``; then nothing is known about
+  any media file and callers keep them all.
+- ``null_references`` sets to null every local reference to some files, in
+  place: only the bytes of those string values change (formatting, key order,
+  escapes and the trailing newline stay as they were), and the feed is
+  replaced with ``safety.replace_if_unchanged``; if the service rewrote it
+  meanwhile, the change is redone on its new content, so none of its posts
+  is lost.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from datagc import safety
+from datagc.cdn import cdn_paths, is_media_path, local_paths
+from datagc.config import Config
+from datagc.model import FeedNull
+
+#: rewrites tried before giving up on a feed the service keeps changing
+MAX_ATTEMPTS = 10
+
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+_DECODER = json.JSONDecoder()
+
+
+class FeedError(ValueError):
+    """The feed is not a JSON array; the message says what it is instead."""
+
+
+class FieldRef(NamedTuple):
+    """One URL field of one post, with the span of its JSON string in the feed's text."""
+
+    entry: int  # index of the post in the array
+    post: str | None  # the post's "id", when it has one
+    field: str
+    url: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class FeedProblem:
+    """A feed file that couldn't be read, parsed or rewritten (``errno`` for OS errors)."""
+
+    path: str
+    why: str
+    errno: int | None = None
+
+    def __str__(self) -> str:
+        return f"feed {self.path} {self.why}"
+
+
+@dataclass
+class FeedIndex:
+    """What all the feed files say about the media files, at one moment.
+
+    ``local_refs[path]``: the feed fields naming media file ``path`` (relative
+    to DATA_DIR) by a local URL, as the ``FeedNull`` actions that clear them;
+    deleting the file needs them applied first. ``published[path]``: the CDN
+    URL by which the feed shows it (whether the CDN is enabled is the caller's
+    business). A file in neither is unreferenced. ``problems``: feeds that
+    couldn't be read or parsed; while there are any (``complete`` is False)
+    any media file may be referenced and none may be deleted.
+    """
+
+    local_refs: dict[str, list[FeedNull]] = field(default_factory=dict)
+    published: dict[str, str] = field(default_factory=dict)
+    problems: list[FeedProblem] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        """Every feed file was read and parsed (a missing one counts: it references nothing)."""
+        return not self.problems
+
+
+@dataclass
+class NullOutcome:
+    """What ``null_references`` did: the nulls written, and the files that must stay."""
+
+    nulls: list[FeedNull] = field(default_factory=list)
+    #: media path -> why it must be kept: a feed that may reference it could not be updated
+    blocked: dict[str, str] = field(default_factory=dict)
+    problems: list[FeedProblem] = field(default_factory=list)
+
+
+# --- parsing -----------------------------------------------------------------
+
+
+def decode_feed(content: bytes) -> str:
+    """The feed's text; FeedError unless it is UTF-8 JSON whose top level is an array."""
+    try:
+        text = content.decode("utf-8")
+        document = json.loads(text)
+    except UnicodeDecodeError as error:
+        raise FeedError(f"is not UTF-8 text ({error.reason} at byte {error.start})") from None
+    except json.JSONDecodeError as error:
+        raise FeedError(f"is not JSON ({error.msg} at line {error.lineno} column {error.colno})") from None
+    except RecursionError:
+        raise FeedError("is nested too deeply to parse") from None
+    if not isinstance(document, list):
+        raise FeedError(f"is not a JSON array (its top level is {_json_type(document)})")
+    return text
+
+
+def _json_type(value: object) -> str:
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, str):
+        return "a string"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    return "a number"
+
+
+def scan_feed(text: str, url_fields: Collection[str]) -> list[FieldRef]:
+    """Every string-valued ``url_fields`` field of every object in the array ``text``, with its span.
+
+    ``text`` must have passed ``decode_feed``. Non-object entries and nested
+    values are skipped; with duplicate keys every occurrence is listed.
+    """
+    refs: list[FieldRef] = []
+    position = _skip(text, 0) + 1  # past "["
+    position = _skip(text, position)
+    entry = 0
+    while text[position] != "]":
+        if text[position] == "{":
+            position = _scan_object(text, position, entry, url_fields, refs)
+        else:
+            _, position = _DECODER.raw_decode(text, position)
+        position = _skip(text, position)
+        if text[position] == ",":
+            position = _skip(text, position + 1)
+            entry += 1
+    return refs
+
+
+def _skip(text: str, position: int) -> int:
+    match = _WHITESPACE.match(text, position)
+    assert match is not None  # the pattern matches the empty string
+    return match.end()
+
+
+def _scan_object(text: str, position: int, entry: int, url_fields: Collection[str], refs: list[FieldRef]) -> int:
+    post: str | None = None
+    found: list[tuple[str, str, int, int]] = []
+    position = _skip(text, position + 1)
+    while text[position] != "}":
+        key, position = _DECODER.raw_decode(text, position)
+        position = _skip(text, _skip(text, position) + 1)  # past ":"
+        start = position
+        value, position = _DECODER.raw_decode(text, position)
+        if key in url_fields and isinstance(value, str):
+            found.append((key, value, start, position))
+        elif key == "id" and isinstance(value, (str, int)) and not isinstance(value, bool):
+            post = str(value)
+        position = _skip(text, position)
+        if text[position] == ",":
+            position = _skip(text, position + 1)
+    refs.extend(FieldRef(entry, post, key, value, start, end) for key, value, start, end in found)
+    return position + 1
+
+
+def null_spans(text: str, refs: Sequence[FieldRef]) -> str:
+    """``text`` with the string literal of each ref replaced by ``null``; every other byte kept."""
+    pieces = []
+    position = 0
+    for ref in sorted(refs, key=lambda ref: ref.start):
+        pieces.append(text[position:ref.start])
+        pieces.append("null")
+        position = ref.end
+    pieces.append(text[position:])
+    return "".join(pieces)
+
+
+# --- reading the feed files --------------------------------------------------
+
+
+def _describe_os_error(error: OSError) -> str:
+    if error.errno == errno.ELOOP:
+        return "is a symbolic link (not followed)"
+    if error.errno == errno.EINVAL:
+        return "is not a regular file"
+    return f"cannot be read ({error.strerror})"
+
+
+def _open_feed_dir(data_dir: safety.DataDir, feed: str) -> int | FeedProblem | None:
+    """The descriptor of the feed's directory, a FeedProblem, or None if the directory doesn't exist."""
+    try:
+        return data_dir.open_dir(safety.split_path(feed)[0])
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        return FeedProblem(feed, f"is in a directory that cannot be opened ({error.strerror})", error.errno)
+
+
+def _read_feed(dir_fd: int, feed: str) -> tuple[str, os.stat_result] | FeedProblem | None:
+    """(text, stat) of one feed, a FeedProblem, or None if the feed doesn't exist."""
+    try:
+        content, st = safety.read_regular(dir_fd, safety.split_path(feed)[1])
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        return FeedProblem(feed, _describe_os_error(error), error.errno)
+    try:
+        return decode_feed(content), st
+    except FeedError as error:
+        return FeedProblem(feed, str(error))
+
+
+def index_feeds(data_dir: safety.DataDir, config: Config) -> FeedIndex:
+    """Read every feed file once and index what it says about each media file."""
+    index = FeedIndex()
+    media_dirs = config.sweep.media_dirs
+    public_url = config.cdn.public_url
+    for feed in config.feed.files:
+        dir_fd = _open_feed_dir(data_dir, feed)
+        if isinstance(dir_fd, int):
+            try:
+                read = _read_feed(dir_fd, feed)
+            finally:
+                os.close(dir_fd)
+        else:
+            read = dir_fd
+        if read is None:
+            continue
+        if isinstance(read, FeedProblem):
+            index.problems.append(read)
+            continue
+        for ref in scan_feed(read[0], config.feed.url_fields):
+            null = FeedNull(path=feed, field=ref.field, url=ref.url, post=ref.post)
+            for path in local_paths(ref.url, media_dirs):
+                index.local_refs.setdefault(path, []).append(null)
+            for path in cdn_paths(ref.url, public_url, media_dirs):
+                index.published.setdefault(path, ref.url)
+    return index
+
+
+# --- nulling references ------------------------------------------------------
+
+
+def null_references(data_dir: safety.DataDir, config: Config, paths: Collection[str]) -> NullOutcome:
+    """Set to null, in every feed file, each local URL naming one of ``paths``.
+
+    Call it before unlinking ``paths`` (and once more after, since the service
+    may have put a reference back). Each feed is re-read now, so references
+    added since planning are caught too. A feed that can't be read, parsed or
+    rewritten (ENOSPC, EACCES, a service that never stops writing) is left as
+    it was, and the files it may reference are returned in ``blocked`` with
+    the reason: every media path for a feed that can't be read, the named ones
+    for one that can't be written. Paths outside the media directories (temp
+    files) are never named by a URL and never blocked.
+    """
+    outcome = NullOutcome()
+    media_dirs = config.sweep.media_dirs
+    targets = {path for path in paths if is_media_path(path, media_dirs)}
+    if not targets:
+        return outcome
+    for feed in config.feed.files:
+        dir_fd = _open_feed_dir(data_dir, feed)
+        if dir_fd is None:
+            continue
+        if isinstance(dir_fd, FeedProblem):
+            _block(outcome, dir_fd, targets)
+            continue
+        try:
+            _null_in_feed(dir_fd, feed, config, targets, outcome)
+        finally:
+            os.close(dir_fd)
+    return outcome
+
+
+def _null_in_feed(dir_fd: int, feed: str, config: Config, targets: set[str], outcome: NullOutcome) -> None:
+    media_dirs = config.sweep.media_dirs
+    named: set[str] = set()
+    for _ in range(MAX_ATTEMPTS):
+        read = _read_feed(dir_fd, feed)
+        if read is None:
+            return
+        if isinstance(read, FeedProblem):
+            _block(outcome, read, targets)
+            return
+        text, st = read
+        edits = []
+        named = set()
+        for ref in scan_feed(text, config.feed.url_fields):
+            hits = local_paths(ref.url, media_dirs) & targets
+            if hits:
+                edits.append(ref)
+                named |= hits
+        if not edits:
+            return
+        content = null_spans(text, edits).encode("utf-8")
+        try:
+            done = safety.replace_if_unchanged(
+                dir_fd, safety.split_path(feed)[1], content, safety.FileIdentity.of(st), st
+            )
+        except OSError as error:
+            problem = FeedProblem(feed, f"could not be rewritten ({error.strerror}); it was left as it was",
+                                  error.errno)
+            _block(outcome, problem, named)
+            return
+        if done == safety.REPLACED:
+            outcome.nulls.extend(FeedNull(path=feed, field=ref.field, url=ref.url, post=ref.post) for ref in edits)
+            return
+    problem = FeedProblem(feed, f"kept changing while datagc updated it ({MAX_ATTEMPTS} attempts); "
+                                "it was left as the service last wrote it")
+    _block(outcome, problem, named)
+
+
+def _block(outcome: NullOutcome, problem: FeedProblem, paths: Collection[str]) -> None:
+    outcome.problems.append(problem)
+    for path in paths:
+        outcome.blocked.setdefault(path, f"kept: {problem} and may reference it")
+
+
+def clean_stale_feed_temps(data_dir: safety.DataDir, config: Config) -> list[str]:
+    """Remove datagc temps left next to the feed files by a crashed rewrite; their paths.
+
+    Call under the data directory lock, before any rewrite. A feed directory
+    that can't be opened is left alone (reading the feed will report it).
+    """
+    removed: list[str] = []
+    for directory in sorted({safety.split_path(feed)[0] for feed in config.feed.files}):
+        try:
+            dir_fd = data_dir.open_dir(directory)
+        except OSError:
+            continue
+        try:
+            removed.extend(safety.join_path(directory, name) for name in safety.clean_stale_temps(dir_fd))
+        except OSError:
+            pass  # unreadable: reading the feed reports it
+        finally:
+            os.close(dir_fd)
+    return removed
