@@ -373,6 +373,9 @@ def load_config(
         sources["cdn.enabled"] = (
             "auto (R2_ACCESS_KEY_ID is set)" if values["cdn.enabled"] else "auto (R2_ACCESS_KEY_ID is not set)"
         )
+    if sources["pressure.target"] == "default" and values["pressure.target"] > values["pressure.threshold"]:
+        values["pressure.target"] = round(max(values["pressure.threshold"] - 0.10, values["pressure.threshold"] / 2), 6)
+        sources["pressure.target"] = "default (pressure.threshold - 0.10, as the threshold is below 0.60)"
     if values["rotate.keep_bytes"] is None:
         values["rotate.keep_bytes"] = values["rotate.max_bytes"] // 2
         sources["rotate.keep_bytes"] = "default (half of rotate.max_bytes)"
