@@ -16,7 +16,6 @@ from datagc.demo import build_sample
 from tests.helpers import DATAGC, clean_env, run_datagc
 from tests.mounts import MiB, tmpfs
 
-
 #: root without the capabilities that let it read any directory: permissions apply to it again
 WITHOUT_DAC_OVERRIDE = ["setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search"]
 
@@ -120,7 +119,10 @@ def test_audit_reports_unreadable_directories_and_goes_on(sample: Path) -> None:
     os.chown(private, 1234, 1234)
     process = subprocess.run(
         [*WITHOUT_DAC_OVERRIDE, DATAGC, "audit", "--data-dir", str(sample), "--json"],
-        capture_output=True, text=True, env=clean_env(), check=False,
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        check=False,
     )
     if "setpriv" in process.stderr:
         pytest.skip(f"cannot drop the permission-override capabilities: {process.stderr.strip()}")
@@ -134,10 +136,15 @@ def test_audit_reports_unreadable_directories_and_goes_on(sample: Path) -> None:
 def test_audit_finds_deleted_files_still_held_open(sample: Path) -> None:
     held = sample / "events.jsonl.old"
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys,time; f=open(sys.argv[1],'wb'); f.write(b'\\1'*3_000_000); f.flush(); "
-         "print('ready', flush=True); time.sleep(60)", str(held)],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys,time; f=open(sys.argv[1],'wb'); f.write(b'\\1'*3_000_000); f.flush(); "
+            "print('ready', flush=True); time.sleep(60)",
+            str(held),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"

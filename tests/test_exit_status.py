@@ -23,8 +23,12 @@ def test_values_are_pinned() -> None:
 
 def test_bits_combine() -> None:
     assert Exit.ROTATED | Exit.SWEPT == 12
-    reclaim_only = {int(a | b | c) for a in (Exit.OK, Exit.ROTATED) for b in (Exit.OK, Exit.SWEPT)
-                    for c in (Exit.OK, Exit.PRESSURE_DELETED)} - {0}
+    reclaim_only = {
+        int(a | b | c)
+        for a in (Exit.OK, Exit.ROTATED)
+        for b in (Exit.OK, Exit.SWEPT)
+        for c in (Exit.OK, Exit.PRESSURE_DELETED)
+    } - {0}
     assert reclaim_only == {4, 8, 12, 16, 20, 24, 28}
 
 

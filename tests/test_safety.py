@@ -179,9 +179,8 @@ def test_atomic_rewrite_on_a_full_disk_leaves_the_original_and_no_temp() -> None
         feed = root / "posts.json"
         original = b"[" + b'"x",' * 1000 + b'"x"]'
         feed.write_bytes(original)
-        with DataDir(root) as data_dir:
-            with pytest.raises(OSError) as caught:
-                atomic_rewrite(data_dir.fd, "posts.json", b"y" * (1024 * 1024), os.lstat(feed))
+        with DataDir(root) as data_dir, pytest.raises(OSError) as caught:
+            atomic_rewrite(data_dir.fd, "posts.json", b"y" * (1024 * 1024), os.lstat(feed))
         assert caught.value.errno == errno.ENOSPC
         assert feed.read_bytes() == original
         assert sorted(p.name for p in root.iterdir()) == ["posts.json"]

@@ -71,7 +71,9 @@ def test_size_round_trip(size: int) -> None:
     assert parse_size(format_size(size)) == size
 
 
-@given(st.lists(st.tuples(st.integers(1, 999), st.sampled_from(["ms", "s", "m", "h", "d", "w"])), min_size=1, max_size=4))
+@given(
+    st.lists(st.tuples(st.integers(1, 999), st.sampled_from(["ms", "s", "m", "h", "d", "w"])), min_size=1, max_size=4)
+)
 def test_combinations_add_up(parts: list[tuple[int, str]]) -> None:
     scale = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
     text = "".join(f"{count}{unit}" for count, unit in parts)
