@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -29,7 +31,7 @@ def usage(used: int, capacity: int = 100 * MB) -> DiskUsage:
 
 def media(path: str, age_days: float, size: int = MB, nlink: int = 1, ino: int = 0) -> MediaFile:
     mtime_ns = int((NOW - age_days * DAY) * 1e9)
-    return MediaFile(path, mtime_ns, size, nlink, FileIdentity(1, ino or hash(path) % 10**9, size, mtime_ns))
+    return MediaFile(path, mtime_ns, size, nlink, 1, ino or zlib.crc32(path.encode()), size)
 
 
 def null(path: str, field: str = "imageUrl", post: str = "p1") -> FeedNull:
@@ -169,10 +171,12 @@ def test_below_target_plans_nothing():
     assert result.eligible[1].files == 1
 
 
-def test_ages_are_recorded_from_the_fixed_clock():
-    result = plan([media("images/a.png", 2.5)], 99 * MB)
-    (victim,) = result.actions
+def test_victims_carry_their_age_and_the_identity_to_recheck():
+    file = media("images/a.png", 2.5, ino=77)
+    (victim,) = plan([file], 99 * MB).actions
     assert abs(victim.age - 2.5 * DAY) < 1e-3
+    assert victim.identity == FileIdentity(1, 77, MB, file.mtime_ns)
+    assert victim.bytes == MB
 
 
 file_lists = st.lists(

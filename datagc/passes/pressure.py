@@ -26,15 +26,16 @@ from __future__ import annotations
 import fnmatch
 import heapq
 import math
+import os
 import re
-from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import NamedTuple
 
 from datagc.config import PressureConfig
 from datagc.model import Action, Delete, FeedNull, Kept
-from datagc.safety import DiskUsage, FileIdentity
+from datagc.safety import DataDir, DiskUsage, FileIdentity, iter_files
 
 #: Eviction classes, in eviction order (SPEC §7.7).
 PUBLISHED, UNREFERENCED, REFERENCED = 0, 1, 2
@@ -49,11 +50,19 @@ class MediaFile(NamedTuple):
     mtime_ns: int
     allocated: int  # st_blocks * 512
     nlink: int
-    identity: FileIdentity
+    dev: int
+    ino: int
+    size: int
+
+    @property
+    def identity(self) -> FileIdentity:
+        return FileIdentity(self.dev, self.ino, self.size, self.mtime_ns)
 
 
 @dataclass
-class ClassTotal:
+class Tally:
+    """A count of files and their allocated bytes."""
+
     files: int = 0
     bytes: int = 0
 
@@ -70,12 +79,12 @@ class PressurePlan:
     actions: list[Action] = field(default_factory=list)
     kept: list[Kept] = field(default_factory=list)
     #: eligible files (old enough, unprotected, single link, some allocation) per class
-    eligible: list[ClassTotal] = field(default_factory=lambda: [ClassTotal() for _ in CLASS_NAMES])
+    eligible: list[Tally] = field(default_factory=lambda: [Tally() for _ in CLASS_NAMES])
     #: chosen victims per class
-    chosen: list[ClassTotal] = field(default_factory=lambda: [ClassTotal() for _ in CLASS_NAMES])
-    too_young: ClassTotal = field(default_factory=ClassTotal)
-    protected: ClassTotal = field(default_factory=ClassTotal)
-    hard_linked: ClassTotal = field(default_factory=ClassTotal)
+    chosen: list[Tally] = field(default_factory=lambda: [Tally() for _ in CLASS_NAMES])
+    too_young: Tally = field(default_factory=Tally)
+    protected: Tally = field(default_factory=Tally)
+    hard_linked: Tally = field(default_factory=Tally)
 
     @property
     def planned_bytes(self) -> int:
@@ -109,29 +118,37 @@ def after_freeing(usage: DiskUsage, freed: int) -> DiskUsage:
     return DiskUsage(usage.total_bytes, used, free, used / (used + free) if used + free else 0.0)
 
 
-def protect_matcher(patterns: Sequence[str]) -> re.Pattern[str] | None:
-    """One regex for ``protect.patterns``; a pattern with ``/`` matches the relative path, others the name."""
-    if not patterns:
-        return None
-    parts = []
-    for pattern in patterns:
-        translated = fnmatch.translate(pattern)
-        parts.append(translated if "/" in pattern else f"(?:.*/)?{translated}")
-    return re.compile("|".join(f"(?:{part})" for part in parts))
+Matcher = Callable[[str], object]
 
 
-class _Chosen:
-    """A victim in a heap whose top is the last one in eviction order, the first to give back."""
+def protect_matchers(patterns: Sequence[str]) -> tuple[Matcher, Matcher]:
+    """``protect.patterns`` as (match a file name, match a relative path): a pattern with ``/`` is a path."""
 
-    __slots__ = ("file", "key", "rank")
+    def compile_any(chosen: list[str]) -> Matcher:
+        if not chosen:
+            return lambda _: False
+        return re.compile("|".join(f"(?:{fnmatch.translate(pattern)})" for pattern in chosen)).fullmatch
 
-    def __init__(self, key: tuple[int, int, str], rank: int, file: MediaFile) -> None:
-        self.key = key
-        self.rank = rank
-        self.file = file
+    return (
+        compile_any([pattern for pattern in patterns if "/" not in pattern]),
+        compile_any([pattern for pattern in patterns if "/" in pattern]),
+    )
 
-    def __lt__(self, other: _Chosen) -> bool:
-        return self.key > other.key
+
+class _Later:
+    """A path that sorts in reverse, so that a min-heap of negated keys has the last victim on top."""
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __lt__(self, other: _Later) -> bool:
+        return self.path > other.path
+
+
+#: (-rank, -mtime_ns, reversed path, rank, file): heapq's smallest is the last victim in eviction order
+_HeapEntry = tuple[int, int, _Later, int, MediaFile]
 
 
 def plan_pressure(
@@ -153,41 +170,38 @@ def plan_pressure(
     plan = PressurePlan(bytes_to_free(usage, settings.target))
     need = plan.needed_bytes
     cutoff_ns = int((now - settings.min_age) * 1e9)
-    is_protected = protect_matcher(protect)
-    heap: list[_Chosen] = []
+    protected_name, protected_path = protect_matchers(protect)
+    eligible_files = [0, 0, 0]
+    eligible_bytes = [0, 0, 0]
+    heap: list[_HeapEntry] = []
     chosen_bytes = 0
     for file in files:
-        if is_protected is not None and is_protected.fullmatch(file.path):
+        path = file.path
+        if protected_name(path[path.rfind("/") + 1 :]) or protected_path(path):
             plan.protected.add(file.allocated)
-            continue
-        if file.mtime_ns > cutoff_ns:
+        elif file.mtime_ns > cutoff_ns:
             plan.too_young.add(file.allocated)
-            continue
-        if file.nlink > 1:
+        elif file.nlink > 1:
             plan.hard_linked.add(file.allocated)
-            plan.kept.append(Kept(file.path, f"has {file.nlink - 1} other hard link(s): deleting it frees nothing"))
-            continue
-        if file.allocated == 0:
-            continue  # frees nothing either; not worth a placeholder
-        if file.path in local_refs:
-            rank = REFERENCED
-        elif cdn_enabled and file.path in published:
-            rank = PUBLISHED
-        else:
-            rank = UNREFERENCED
-        plan.eligible[rank].add(file.allocated)
-        if need == 0:
-            continue
-        key = (rank, file.mtime_ns, file.path)
-        if heap and chosen_bytes >= need and key > heap[0].key:
-            continue  # enough is chosen already, all of it before this file
-        heapq.heappush(heap, _Chosen(key, rank, file))
-        chosen_bytes += file.allocated
-        while chosen_bytes - heap[0].file.allocated >= need:
-            chosen_bytes -= heapq.heappop(heap).file.allocated
-    for victim in sorted(heap, key=lambda chosen: chosen.key):
-        file = victim.file
-        plan.chosen[victim.rank].add(file.allocated)
+            plan.kept.append(Kept(path, f"has {file.nlink - 1} other hard link(s): deleting it frees nothing"))
+        elif file.allocated:  # a file without allocated blocks frees nothing: not worth a placeholder
+            if path in local_refs:
+                rank = REFERENCED
+            elif cdn_enabled and path in published:
+                rank = PUBLISHED
+            else:
+                rank = UNREFERENCED
+            eligible_files[rank] += 1
+            eligible_bytes[rank] += file.allocated
+            if need == 0 or (chosen_bytes >= need and (-rank, -file.mtime_ns) < heap[0][:2]):
+                continue  # enough is chosen already, all of it before this file
+            heapq.heappush(heap, (-rank, -file.mtime_ns, _Later(path), rank, file))
+            chosen_bytes += file.allocated
+            while chosen_bytes - heap[0][4].allocated >= need:
+                chosen_bytes -= heapq.heappop(heap)[4].allocated
+    plan.eligible = [Tally(files, size) for files, size in zip(eligible_files, eligible_bytes, strict=True)]
+    for *_, rank, file in sorted(heap, reverse=True):
+        plan.chosen[rank].add(file.allocated)
         plan.actions.extend(local_refs.get(file.path, ()))
         plan.actions.append(
             Delete(
@@ -196,11 +210,63 @@ def plan_pressure(
                 reason="pressure",
                 age=now - file.mtime_ns / 1e9,
                 identity=file.identity,
-                detail=CLASS_DETAILS[victim.rank],
+                detail=CLASS_DETAILS[rank],
             )
         )
     return plan
 
 
-def victims(plan: PressurePlan) -> Iterator[Delete]:
-    return (action for action in plan.actions if isinstance(action, Delete))
+# --- observing the tree -------------------------------------------------------
+
+
+@dataclass
+class Holdings:
+    """Allocated bytes per top-level entry of DATA_DIR, counted by the walk (each inode once),
+    to say what holds the space when eviction is not enough; and what the walk couldn't read."""
+
+    entries: dict[str, Tally] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    _linked: set[tuple[int, int]] = field(default_factory=set)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(entry.bytes for entry in self.entries.values())
+
+    def largest(self, count: int) -> list[tuple[str, Tally]]:
+        return sorted(self.entries.items(), key=lambda item: item[1].bytes, reverse=True)[:count]
+
+    def on_error(self, path: str, error: OSError) -> None:
+        self.errors.append(f"{path or '.'}: {error.strerror or error}")
+
+
+def walk_media(data_dir: DataDir, media_dirs: Sequence[str], holdings: Holdings) -> Iterator[MediaFile]:
+    """Walk all of DATA_DIR once, streaming the regular files of the media directories.
+
+    Every file's allocated bytes are added to ``holdings`` on the way.
+    """
+    media = frozenset(media_dirs)
+    prefixes = tuple(f"{directory}/" for directory in media_dirs)
+    current: str | None = None
+    in_media = False
+    entry = Tally()
+    for directory, name, st in iter_files(data_dir, on_error=holdings.on_error):
+        if directory is not current:
+            current = directory
+            in_media = directory in media or directory.startswith(prefixes)
+            if directory:
+                entry = holdings.entries.setdefault(directory.partition("/")[0], Tally())
+        allocated = st.st_blocks * 512
+        if st.st_nlink == 1 or _first_sight(holdings, st):
+            (entry if directory else holdings.entries.setdefault(name, Tally())).add(allocated)
+        if in_media:
+            yield MediaFile(
+                f"{directory}/{name}", st.st_mtime_ns, allocated, st.st_nlink, st.st_dev, st.st_ino, st.st_size
+            )
+
+
+def _first_sight(holdings: Holdings, st: os.stat_result) -> bool:
+    key = (st.st_dev, st.st_ino)
+    if key in holdings._linked:
+        return False
+    holdings._linked.add(key)
+    return True
