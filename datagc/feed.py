@@ -94,6 +94,8 @@ class NullOutcome:
     """What ``null_references`` did: the nulls written, and the files that must stay."""
 
     nulls: list[FeedNull] = field(default_factory=list)
+    #: the given paths whose references were nulled
+    nulled: set[str] = field(default_factory=set)
     #: media path -> why it must be kept: a feed that may reference it could not be updated
     blocked: dict[str, str] = field(default_factory=dict)
     problems: list[FeedProblem] = field(default_factory=list)
@@ -319,6 +321,7 @@ def _null_in_feed(dir_fd: int, feed: str, config: Config, targets: set[str], out
             return
         if done == safety.REPLACED:
             outcome.nulls.extend(FeedNull(path=feed, field=ref.field, url=ref.url, post=ref.post) for ref in edits)
+            outcome.nulled |= named
             return
     problem = FeedProblem(feed, f"kept changing while datagc updated it ({MAX_ATTEMPTS} attempts); "
                                 "it was left as the service last wrote it")
@@ -328,7 +331,7 @@ def _null_in_feed(dir_fd: int, feed: str, config: Config, targets: set[str], out
 def _block(outcome: NullOutcome, problem: FeedProblem, paths: Collection[str]) -> None:
     outcome.problems.append(problem)
     for path in paths:
-        outcome.blocked.setdefault(path, f"kept: {problem} and may reference it")
+        outcome.blocked.setdefault(path, f"{problem}, and may reference it")
 
 
 def clean_stale_feed_temps(data_dir: safety.DataDir, config: Config) -> list[str]:
