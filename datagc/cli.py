@@ -31,7 +31,6 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
-    help="Keep a service's data directory from filling its disk, without touching its product.",
 )
 
 
@@ -290,7 +289,7 @@ def watch_command(invocation: Invocation) -> int:
 def config_command(invocation: Invocation) -> int:
     """Print the effective configuration and where each value came from.
 
-    Example: GC_ENABLED=false datagc config
+    Example: datagc config --config /etc/datagc.toml --json
     """
     from datagc.config import effective_values
 
