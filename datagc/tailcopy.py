@@ -1,0 +1,431 @@
+"""Lossless keep-the-tail rotation of an append-only log (SPEC §7 rules 4 and 5).
+
+One rotation, for writers that open the path, append one line and close
+(Node's ``fs.appendFile``):
+
+1. The cut is found by reading backwards from the end in blocks
+   (:func:`find_cut`), so the cost follows the bytes kept, not the log's size.
+2. The kept complete lines are copied into a temp file in the same directory
+   (with the log's mode and owner) inside the kernel (``copy_file_range``), then
+   the complete lines appended meanwhile, until the size stops growing. The
+   temp always ends on a line boundary; a partial last line (a writer
+   mid-append) waits until it is complete.
+3. The temp is fsynced and renamed over the log; the directory is fsynced.
+   Until this rename the log is untouched: any failure (ENOSPC included)
+   removes the temp and leaves the log as it was.
+4. Writers that opened the old path before the rename may still append to the
+   old inode. It is kept open and whatever it gains is appended to the new log,
+   complete lines in one ``write`` each (O_APPEND, so never inside a line the
+   service is appending by path). A read lease on the old inode tells exactly
+   when no writer has it open any more; where leases are unavailable, a short
+   quiet period is waited for instead. A partial line left at the end is
+   carried over as it is, never dropped.
+
+A writer that keeps the log open for good (a long-lived descriptor) is not
+waited for beyond ``max_wait``: what it writes afterwards goes to the unlinked
+old inode. That limitation is reported, never hidden.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import signal
+import stat
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from datagc.model import PassContext, Rotate
+from datagc.safety import DataDir, commit_temp, create_temp_like, discard_temp, split_path
+
+#: Bytes read per step when searching backwards for line ends.
+BLOCK = 256 * 1024
+#: Bytes read per step when carrying appended lines over after the rename.
+CHUNK = 1024 * 1024
+#: How long the old inode must stay quiet (lease held, or no growth) to be done with it.
+SETTLE_S = 0.02
+#: How long to wait at most for writers still holding the old inode open.
+MAX_WAIT_S = 2.0
+#: Rounds of copying what was appended before the rename (the rest is caught up after it).
+PRE_RENAME_ROUNDS = 8
+_POLL_S = 0.005
+#: copy_file_range can't do it here: copy through user space instead.
+_NO_KERNEL_COPY = frozenset({errno.EXDEV, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS, errno.EBADF})
+
+ReadAt = Callable[[int, int], bytes]
+
+
+# --- the cut ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cut:
+    """Where a log is cut: bytes ``[start, size)`` are kept.
+
+    ``[start, lines_end)`` holds the ``lines_kept`` newest complete lines;
+    ``[lines_end, size)`` is a partial last line (no final newline yet), kept
+    as it is and not counted.
+    """
+
+    size: int
+    start: int
+    lines_end: int
+    lines_kept: int
+    #: fewer than keep_lines were kept because they did not fit in keep_bytes
+    capped: bool
+
+    @property
+    def kept_bytes(self) -> int:
+        return self.size - self.start
+
+    @property
+    def partial_bytes(self) -> int:
+        return self.size - self.lines_end
+
+
+def find_cut(read_at: ReadAt, size: int, keep_lines: int, keep_bytes: int, block: int = BLOCK) -> Cut | None:
+    """Cut keeping the newest ``keep_lines`` complete lines, and at most ``keep_bytes`` bytes in all.
+
+    Reads backwards from ``size`` in blocks of ``block`` bytes through
+    ``read_at(offset, length)``, never further back than ``keep_bytes + 1``
+    bytes. The line boundary is ``\\n`` (a ``\\r`` stays part of its line).
+    When the newest ``keep_lines`` lines are larger than ``keep_bytes``, the
+    newest lines that fit are kept (possibly none). The partial last line
+    counts against ``keep_bytes``. Returns None when it alone is larger than
+    ``keep_bytes`` (no line end in the last ``keep_bytes`` bytes): such a log
+    can't be cut safely.
+    """
+    limit = max(0, size - keep_bytes - 1)
+    wanted = keep_lines + 1  # the newline before the oldest kept line marks the cut
+    found = 0
+    last_newline = -1
+    lowest_newline = -1
+    end = size
+    while end > limit:
+        begin = max(limit, end - block)
+        data = read_at(begin, end - begin)
+        if len(data) != end - begin:
+            raise _shrank()
+        count = data.count(b"\n")
+        if count:
+            if last_newline < 0:
+                last_newline = begin + data.rfind(b"\n")
+            if found + count >= wanted:
+                index = len(data)
+                for _ in range(wanted - found):
+                    index = data.rfind(b"\n", 0, index)
+                return Cut(size, begin + index + 1, last_newline + 1, keep_lines, capped=False)
+            found += count
+            lowest_newline = begin + data.find(b"\n")
+        end = begin
+    lines_end = last_newline + 1
+    if size <= keep_bytes:
+        return Cut(size, 0, lines_end, found, capped=False)
+    if found == 0:
+        return None
+    return Cut(size, lowest_newline + 1, lines_end, found - 1, capped=True)
+
+
+def _shrank() -> OSError:
+    return OSError(errno.EIO, "the log shrank while it was being read (truncated by another process?)")
+
+
+# --- one rotation -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """What one rotation did."""
+
+    path: str
+    cut: Cut
+    #: False when the cut keeps everything: nothing was rewritten
+    rotated: bool
+    #: bytes appended to the old log during the rotation and carried into the new one
+    carried_bytes: int = 0
+    #: allocated bytes that come back once the old inode is closed
+    reclaimed_bytes: int = 0
+    #: a writer still held the old log open after ``max_wait``: what it writes later is not carried over
+    writer_lingered: bool = False
+    #: a failure after the rename while carrying appended lines over (the rotation itself stands)
+    carry_error: str | None = None
+    uncarried_bytes: int = 0
+
+    @property
+    def action(self) -> Rotate:
+        return Rotate(self.path, self.cut.size, self.cut.kept_bytes, self.cut.lines_kept)
+
+
+def apply_rotation(ctx: PassContext, action: Rotate) -> Rotate:
+    """The executor's entry point: rotate ``action.path`` now, with the configured limits.
+
+    The cut is computed again on the log as it is now (it grew since the
+    plan). Returns the Rotate that describes what was actually kept. Raises
+    OSError on failure, with the log left as it was.
+    """
+    settings = ctx.config.rotate
+    return rotate_path(ctx.data_dir, action.path, settings.keep_lines, settings.keep_bytes).action
+
+
+def rotate_path(
+    data_dir: DataDir,
+    path: str,
+    keep_lines: int,
+    keep_bytes: int,
+    *,
+    settle: float = SETTLE_S,
+    max_wait: float = MAX_WAIT_S,
+) -> Rotation:
+    """Rotate the log at ``path`` (relative to DATA_DIR); see :func:`rotate_log`."""
+    if path in data_dir.mount_points:
+        raise OSError(errno.EXDEV, "is a mount point", path)
+    head, name = split_path(path)
+    dir_fd = data_dir.open_dir(head)
+    try:
+        return rotate_log(dir_fd, name, path, keep_lines, keep_bytes, dev=data_dir.dev,
+                          settle=settle, max_wait=max_wait)
+    finally:
+        os.close(dir_fd)
+
+
+def rotate_log(
+    dir_fd: int,
+    name: str,
+    path: str,
+    keep_lines: int,
+    keep_bytes: int,
+    *,
+    dev: int,
+    settle: float = SETTLE_S,
+    max_wait: float = MAX_WAIT_S,
+) -> Rotation:
+    """Keep only the tail of the log ``name`` in ``dir_fd``, losing no line appended meanwhile.
+
+    ``path`` names it in messages; ``dev`` is the filesystem it must be on.
+    Raises OSError, with the log untouched and no temp left, when it can't be
+    rotated (not a regular file, a symlink, on another filesystem, no line end
+    in its last ``keep_bytes`` bytes, replaced meanwhile, ENOSPC, EROFS, …).
+    """
+    src = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        before = os.fstat(src)
+        if not stat.S_ISREG(before.st_mode):
+            raise OSError(errno.EINVAL, "is not a regular file", path)
+        if before.st_dev != dev:
+            raise OSError(errno.EXDEV, "is on another filesystem than the data directory", path)
+        cut = find_cut(lambda offset, length: os.pread(src, length, offset), before.st_size, keep_lines, keep_bytes)
+        if cut is None:
+            raise OSError(errno.EINVAL, f"has no line end in its last {keep_bytes} bytes (rotate.keep_bytes)", path)
+        if cut.start == 0:
+            return Rotation(path, cut, rotated=False)
+        temp, dst = create_temp_like(dir_fd, name, before)
+        try:
+            try:
+                pos = _copy_before_rename(src, dst, cut)
+                os.fsync(dst)
+                _check_same_file(dir_fd, name, before, path)
+                commit_temp(dir_fd, temp, name)
+            except BaseException:
+                discard_temp(dir_fd, temp)
+                raise
+            return _carry_after_rename(src, dst, pos, path, cut, settle, max_wait)
+        finally:
+            os.close(dst)
+    finally:
+        os.close(src)
+
+
+def _copy_before_rename(src: int, dst: int, cut: Cut) -> int:
+    """Fill the temp with the kept lines and the complete lines appended since; return where it stopped."""
+    _copy_range(src, dst, cut.start, cut.lines_end)
+    pos = cut.lines_end
+    seen = cut.size
+    for _ in range(PRE_RENAME_ROUNDS):
+        size = os.fstat(src).st_size
+        end = _last_line_end(src, pos, size)
+        if end > pos:
+            _copy_range(src, dst, pos, end)
+            pos = end
+        if size == seen:
+            break
+        seen = size
+    return pos
+
+
+def _check_same_file(dir_fd: int, name: str, before: os.stat_result, path: str) -> None:
+    """Refuse to rename over a log that was replaced (another inode) while the temp was written."""
+    now = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    if (now.st_dev, now.st_ino) != (before.st_dev, before.st_ino):
+        raise OSError(errno.EAGAIN, "was replaced by another file while being rotated", path)
+
+
+def _carry_after_rename(
+    src: int, dst: int, pos: int, path: str, cut: Cut, settle: float, max_wait: float
+) -> Rotation:
+    """Append to the new log what the old inode gains until no writer holds it; report the rotation."""
+    fcntl.fcntl(dst, fcntl.F_SETFL, fcntl.fcntl(dst, fcntl.F_GETFL) | os.O_APPEND)
+    carry = _Carry(src, dst, pos)
+    lingered = False
+    error: str | None = None
+    try:
+        lingered = not _wait_for_writers(carry, settle, max_wait)
+        carry.pull()
+        carry.flush_partial()
+        os.fsync(dst)
+    except OSError as failure:
+        error = failure.strerror or str(failure)
+    old = os.fstat(src)
+    new = os.fstat(dst)
+    # renamed over, the old inode has no name left (nlink 0) unless the log had other hard links
+    freed = old.st_blocks * 512 if old.st_nlink == 0 and not lingered else 0
+    reclaimed = max(0, freed - new.st_blocks * 512)
+    return Rotation(
+        path,
+        cut,
+        rotated=True,
+        carried_bytes=max(0, carry.done - cut.size),
+        reclaimed_bytes=reclaimed,
+        writer_lingered=lingered,
+        carry_error=error,
+        uncarried_bytes=max(0, old.st_size - carry.done),
+    )
+
+
+class _Carry:
+    """Appends what the old inode gains past ``pos`` to the new log, complete lines per ``write``."""
+
+    def __init__(self, src: int, dst: int, pos: int) -> None:
+        self.src = src
+        self.dst = dst
+        self.pos = pos  # read from the old inode up to here
+        self.pending = bytearray()  # read, not yet written: a line still being appended
+
+    @property
+    def done(self) -> int:
+        """The old inode is in the new log up to here."""
+        return self.pos - len(self.pending)
+
+    def pull(self) -> bool:
+        """Carry over the complete lines appended since the last pull; True if the old inode grew."""
+        size = os.fstat(self.src).st_size
+        grew = size > self.pos
+        while self.pos < size:
+            data = os.pread(self.src, min(CHUNK, size - self.pos), self.pos)
+            if not data:
+                break
+            self.pos += len(data)
+            end = data.rfind(b"\n") + 1
+            if end == 0:
+                self.pending += data
+                continue
+            self.pending += data[:end]
+            self._write_pending()
+            self.pending += data[end:]
+        return grew
+
+    def flush_partial(self) -> None:
+        """Append a line that stayed incomplete as it is: carried over, never dropped."""
+        self._write_pending()
+
+    def _write_pending(self) -> None:
+        data = memoryview(bytes(self.pending))
+        written = 0
+        try:
+            while written < len(data):
+                written += os.write(self.dst, data[written:])
+        finally:
+            del self.pending[:written]
+
+
+def _wait_for_writers(carry: _Carry, settle: float, max_wait: float) -> bool:
+    """Carry lines over until no writer holds the old inode; False if one still did after ``max_wait``."""
+    deadline = time.monotonic() + max_wait
+    use_lease = _lease_signal_set(carry.src)
+    quiet_since = time.monotonic()
+    while True:
+        if carry.pull():
+            quiet_since = time.monotonic()
+        if use_lease:
+            quiet = _quiet_under_lease(carry, settle)
+            if quiet is None:
+                use_lease = False
+            elif quiet:
+                return True
+        elif time.monotonic() - quiet_since >= settle:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(_POLL_S)
+
+
+def _lease_signal_set(fd: int) -> bool:
+    """Have a lease break on ``fd`` signal SIGURG (ignored by default) instead of SIGIO (fatal)."""
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGURG)
+    except OSError:
+        return False
+    return True
+
+
+def _quiet_under_lease(carry: _Carry, settle: float) -> bool | None:
+    """Whether no writer has the old inode open, held so for ``settle`` seconds; None if leases don't work here.
+
+    A read lease is granted only while nobody has the file open for writing.
+    While it is held, a writer that resolved the old path just before the
+    rename and opens it now breaks the lease (and waits for its release), so
+    a lease still intact after ``settle`` means nobody can write there any more.
+    """
+    try:
+        fcntl.fcntl(carry.src, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+    except OSError as error:
+        return False if error.errno == errno.EAGAIN else None
+    try:
+        time.sleep(settle)
+        carry.pull()
+        return bool(fcntl.fcntl(carry.src, fcntl.F_GETLEASE) == fcntl.F_RDLCK)
+    finally:
+        fcntl.fcntl(carry.src, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+
+
+# --- copying --------------------------------------------------------------------
+
+
+def _copy_range(src: int, dst: int, start: int, end: int) -> None:
+    """Append ``src[start:end)`` at ``dst``'s offset, inside the kernel where the filesystem allows."""
+    pos = start
+    while pos < end:
+        try:
+            copied = os.copy_file_range(src, dst, end - pos, pos)
+        except OSError as error:
+            if error.errno not in _NO_KERNEL_COPY:
+                raise
+            _copy_range_user(src, dst, pos, end)
+            return
+        if copied == 0:
+            raise _shrank()
+        pos += copied
+
+
+def _copy_range_user(src: int, dst: int, pos: int, end: int) -> None:
+    while pos < end:
+        data = os.pread(src, min(CHUNK, end - pos), pos)
+        if not data:
+            raise _shrank()
+        view = memoryview(data)
+        while view:
+            view = view[os.write(dst, view):]
+        pos += len(data)
+
+
+def _last_line_end(fd: int, start: int, end: int) -> int:
+    """The offset just past the last ``\\n`` in ``fd[start:end)``, or ``start`` if there is none."""
+    while end > start:
+        begin = max(start, end - BLOCK)
+        data = os.pread(fd, end - begin, begin)
+        index = data.rfind(b"\n")
+        if index >= 0:
+            return begin + index + 1
+        end = begin
+    return start
