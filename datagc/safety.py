@@ -18,7 +18,7 @@ import re
 import stat
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from datagc.errors import DataDirError, LockHeld
@@ -130,39 +130,25 @@ def join_path(directory: str, name: str) -> str:
 # --- walking ------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class WalkedFile:
-    """A regular file seen by the walk, with its ``lstat``."""
+#: kinds of entry the walk reports
+FILE = "file"
+SYMLINK = "symlink"
+SPECIAL = "special"  # FIFOs, sockets, devices: never touched, counted by audit
+MOUNT = "mount"  # a directory on another filesystem or a mount point: reported, never entered
+DIRECTORY = "directory"  # reported as it is entered
 
-    path: str
-    stat: os.stat_result
-
-
-@dataclass(slots=True)
-class WalkedDir:
-    """One directory of the walk. ``fd`` is valid only while it is being consumed."""
-
-    path: str
-    fd: int
-    files: list[WalkedFile] = field(default_factory=list)
-    symlinks: list[str] = field(default_factory=list)
-    #: FIFOs, sockets, devices: never touched, counted by audit
-    others: list[str] = field(default_factory=list)
-    #: subdirectories on another filesystem: reported, never entered
-    mounts: list[str] = field(default_factory=list)
-    subdirs: list[str] = field(default_factory=list)
-
-
+WalkEntry = tuple[str, str, str, "os.stat_result | None"]
 WalkErrorHandler = Callable[[str, OSError], None]
 
 
-def walk(data_dir: DataDir, top: str = "", on_error: WalkErrorHandler | None = None) -> Iterator[WalkedDir]:
-    """Walk ``top`` (relative to DATA_DIR) top-down, never following a symlink.
+def walk(data_dir: DataDir, top: str = "", on_error: WalkErrorHandler | None = None) -> Iterator[WalkEntry]:
+    """Stream every entry under ``top`` as (kind, directory relpath, name, lstat of a FILE else None).
 
-    A directory that can't be opened or read is passed to ``on_error`` with its
-    relative path and skipped; the walk goes on. A missing ``top`` is reported
-    the same way. Subdirectories on another filesystem are listed in
-    ``mounts`` and not entered.
+    No symlink is followed, no other filesystem or mount point is entered; an
+    unreadable or missing directory is passed to ``on_error`` with its relative
+    path and skipped, and the walk goes on. No directory listing is held, so
+    memory stays flat for a directory of a million files; a directory's
+    entries come before its subdirectories' (entered depth first).
     """
 
     def report(path: str, error: OSError) -> None:
@@ -177,106 +163,61 @@ def walk(data_dir: DataDir, top: str = "", on_error: WalkErrorHandler | None = N
     yield from _walk_fd(data_dir, top, fd, report)
 
 
-def _walk_fd(data_dir: DataDir, path: str, fd: int, report: WalkErrorHandler) -> Iterator[WalkedDir]:
-    dev = data_dir.dev
-    walked = WalkedDir(path, fd)
-    try:
-        try:
-            with os.scandir(fd) as entries:
-                for entry in entries:
-                    _classify(walked, entry, dev)
-        except OSError as error:
-            report(path, error)
-            return
-        yield walked
-        for name in walked.subdirs:
-            child_path = join_path(path, name)
-            try:
-                child = os.open(name, DIR_FLAGS, dir_fd=fd)
-            except OSError as error:
-                report(child_path, error)
-                continue
-            if os.fstat(child).st_dev != dev or child_path in data_dir.mount_points:
-                os.close(child)
-                walked.mounts.append(name)
-                continue
-            yield from _walk_fd(data_dir, child_path, child, report)
-    finally:
-        os.close(fd)
-
-
-def _classify(walked: WalkedDir, entry: os.DirEntry[str], dev: int) -> None:
-    try:
-        if entry.is_symlink():
-            walked.symlinks.append(entry.name)
-        elif entry.is_file(follow_symlinks=False):
-            walked.files.append(WalkedFile(join_path(walked.path, entry.name), entry.stat(follow_symlinks=False)))
-        elif entry.is_dir(follow_symlinks=False):
-            if entry.stat(follow_symlinks=False).st_dev != dev:
-                walked.mounts.append(entry.name)
-            else:
-                walked.subdirs.append(entry.name)
-        else:
-            walked.others.append(entry.name)
-    except FileNotFoundError:
-        pass  # vanished between readdir and stat
-
-
 def iter_files(
     data_dir: DataDir, top: str = "", on_error: WalkErrorHandler | None = None
 ) -> Iterator[tuple[str, str, os.stat_result]]:
-    """Stream every regular file under ``top`` as (directory relpath, name, lstat).
-
-    The rules of ``walk`` (no symlink followed, no other filesystem or mount
-    point entered, an unreadable or missing directory passed to ``on_error``
-    and skipped), but no directory listing is held: memory stays flat for a
-    directory of a million files. A directory's files come before its
-    subdirectories; mount points are skipped without a report.
-    """
-
-    def report(path: str, error: OSError) -> None:
-        if on_error is not None:
-            on_error(path, error)
-
-    try:
-        fd = data_dir.open_dir(top)
-    except OSError as error:
-        report(top, error)
-        return
-    yield from _iter_fd(data_dir, top, fd, report)
+    """The regular files of ``walk``, as (directory relpath, name, lstat)."""
+    for kind, directory, name, st in walk(data_dir, top, on_error):
+        if kind is FILE:
+            yield directory, name, st  # type: ignore[misc]
 
 
-def _iter_fd(
-    data_dir: DataDir, path: str, fd: int, report: WalkErrorHandler
-) -> Iterator[tuple[str, str, os.stat_result]]:
-    subdirs = []
-    try:
+def _walk_fd(data_dir: DataDir, top: str, top_fd: int, report: WalkErrorHandler) -> Iterator[WalkEntry]:
+    # An explicit stack, not recursion: every entry is yielded from this one
+    # frame (a chain of ``yield from`` costs per entry and per level), and only
+    # one directory is open at a time, however wide the tree.
+    pending: list[tuple[str, int | None]] = [(top, top_fd)]
+    while pending:
+        path, fd = pending.pop()
+        if fd is None:
+            try:
+                fd = data_dir.open_dir(path)
+            except OSError as error:
+                if error.errno != errno.EXDEV:
+                    report(path, error)
+                continue  # replaced by another filesystem since it was listed: not entered
+        subdirs = []
         try:
             with os.scandir(fd) as entries:
                 for entry in entries:
                     try:
                         if entry.is_file(follow_symlinks=False):
-                            yield path, entry.name, entry.stat(follow_symlinks=False)
+                            yield FILE, path, entry.name, entry.stat(follow_symlinks=False)
                         elif entry.is_dir(follow_symlinks=False):
                             subdirs.append(entry.name)
+                        elif entry.is_symlink():
+                            yield SYMLINK, path, entry.name, None
+                        else:
+                            yield SPECIAL, path, entry.name, None
                     except FileNotFoundError:
                         pass  # vanished between readdir and stat
+            children = []
+            for name in subdirs:
+                child_path = join_path(path, name)
+                try:
+                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                if st.st_dev != data_dir.dev or child_path in data_dir.mount_points:
+                    yield MOUNT, path, name, None
+                    continue
+                yield DIRECTORY, path, name, None
+                children.append((child_path, None))
+            pending.extend(reversed(children))
         except OSError as error:
             report(path, error)
-            return
-        for name in subdirs:
-            child_path = join_path(path, name)
-            try:
-                child = os.open(name, DIR_FLAGS, dir_fd=fd)
-            except OSError as error:
-                report(child_path, error)
-                continue
-            if os.fstat(child).st_dev != data_dir.dev or child_path in data_dir.mount_points:
-                os.close(child)
-                continue
-            yield from _iter_fd(data_dir, child_path, child, report)
-    finally:
-        os.close(fd)
+        finally:
+            os.close(fd)
 
 
 # --- checked deletion ---------------------------------------------------------

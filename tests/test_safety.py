@@ -14,6 +14,10 @@ import pytest
 from datagc.errors import DataDirError, LockHeld
 from datagc.safety import (
     CHANGED,
+    DIRECTORY,
+    FILE,
+    MOUNT,
+    SYMLINK,
     UNLINKED,
     VANISHED,
     DataDir,
@@ -21,6 +25,8 @@ from datagc.safety import (
     atomic_rewrite,
     clean_stale_temps,
     disk_usage,
+    iter_files,
+    join_path,
     lock_data_dir,
     temp_name,
     unlink_if_unchanged,
@@ -44,25 +50,26 @@ def data(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
     yield root, outside
 
 
-def walked_files(root: Path, top: str = "") -> list[str]:
+def walked(root: Path, kind: str, top: str = "") -> list[str]:
     with DataDir(root) as data_dir:
-        return sorted(f.path for d in walk(data_dir, top) for f in d.files)
+        return sorted(join_path(directory, name) for k, directory, name, _ in walk(data_dir, top) if k == kind)
 
 
 def test_walk_lists_regular_files_and_never_follows_symlinks(data: tuple[Path, Path]) -> None:
     root, _ = data
-    assert walked_files(root) == ["images/a.png", "images/nested/b.png"]
+    assert walked(root, FILE) == ["images/a.png", "images/nested/b.png"]
+    assert walked(root, SYMLINK) == ["images/link-to-dir", "images/link-to-file.png"]
+    assert walked(root, DIRECTORY) == ["images", "images/nested"]
     with DataDir(root) as data_dir:
-        symlinks = sorted(f"{d.path}/{name}" for d in walk(data_dir) for name in d.symlinks)
-    assert symlinks == ["images/link-to-dir", "images/link-to-file.png"]
+        assert sorted(join_path(d, n) for d, n, _ in iter_files(data_dir, "images")) == walked(root, FILE)
 
 
 def test_walk_reports_a_symlinked_top_instead_of_following_it(data: tuple[Path, Path]) -> None:
     root, _ = data
     errors: list[tuple[str, int]] = []
     with DataDir(root) as data_dir:
-        dirs = list(walk(data_dir, "images/link-to-dir", on_error=lambda p, e: errors.append((p, e.errno or 0))))
-    assert dirs == []
+        entries = list(walk(data_dir, "images/link-to-dir", on_error=lambda p, e: errors.append((p, e.errno or 0))))
+    assert entries == []
     assert errors == [("images/link-to-dir", errno.ELOOP)] or errors[0][1] in (errno.ELOOP, errno.ENOTDIR)
 
 
@@ -92,10 +99,9 @@ def test_walk_does_not_enter_a_tmpfs_mounted_inside(data: tuple[Path, Path]) -> 
         target.mkdir()
         subprocess.run(["mount", "--bind", str(mounted), str(target)], check=True)
         try:
+            mounts = walked(root, MOUNT)
+            files = walked(root, FILE)
             with DataDir(root) as data_dir:
-                dirs = list(walk(data_dir))
-                mounts = [f"{d.path}/{name}" for d in dirs for name in d.mounts]
-                files = sorted(f.path for d in dirs for f in d.files)
                 with pytest.raises(OSError) as caught:
                     data_dir.open_dir("images/mnt")
                 assert caught.value.errno == errno.EXDEV
@@ -115,10 +121,8 @@ def test_walk_does_not_enter_a_bind_mount_of_the_same_filesystem(data: tuple[Pat
         pytest.skip(f"cannot bind-mount inside the data dir: {mounted.stderr.strip()}")
     try:
         assert os.stat(target).st_dev == os.stat(root).st_dev
-        with DataDir(root) as data_dir:
-            dirs = list(walk(data_dir))
-        assert [name for d in dirs for name in d.mounts] == ["videos"]
-        assert all(not f.path.startswith("videos/") for d in dirs for f in d.files)
+        assert walked(root, MOUNT) == ["videos"]
+        assert all(not path.startswith("videos/") for path in walked(root, FILE))
     finally:
         subprocess.run(["umount", str(target)], check=True)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from datagc.config import Config
 from datagc.exitcodes import Exit
-from datagc.safety import DataDir, DiskUsage, disk_usage, walk
+from datagc.safety import DIRECTORY, FILE, MOUNT, SYMLINK, DataDir, DiskUsage, disk_usage, walk
 
 ProgressCallback = Callable[[int, int], None]
 PROGRESS_EVERY = 5000
@@ -98,47 +98,54 @@ def audit(config: Config, data_dir: DataDir, on_progress: ProgressCallback | Non
 
 def _walk_tree(data_dir: DataDir, top: int, report: AuditReport, on_progress: ProgressCallback | None) -> None:
     totals: dict[str, list[int]] = {}
-    largest: list[tuple[int, str]] = []
+    largest: list[tuple[int, str, str]] = []
     seen_links: set[int] = set()
 
     def on_error(path: str, error: OSError) -> None:
         report.errors.append(f"{path or '.'}: {error.strerror or error} (not counted)")
 
-    for directory in walk(data_dir, on_error=on_error):
-        report.dirs += 1
-        top_level = directory.path.split("/", 1)[0]
-        report.symlinks.extend(_join(directory.path, name) for name in directory.symlinks)
-        report.mounts.extend(_join(directory.path, name) for name in directory.mounts)
-        report.special_files += len(directory.others)
-        for walked in directory.files:
-            st = walked.stat
-            if st.st_nlink > 1:
-                if st.st_ino in seen_links:
-                    continue
-                seen_links.add(st.st_ino)
-            allocated = st.st_blocks * 512
-            report.total_bytes += allocated
-            report.apparent_bytes += st.st_size
-            report.files += 1
-            entry = top_level or walked.path
-            bucket = totals.get(entry)
-            if bucket is None:
-                totals[entry] = [allocated, 1]
+    bucket = [0, 0]
+    bucket_of = ""
+    for kind, directory, name, st in walk(data_dir, on_error=on_error):
+        if kind is not FILE:
+            if kind is DIRECTORY:
+                report.dirs += 1
+            elif kind is SYMLINK:
+                report.symlinks.append(_join(directory, name))
+            elif kind is MOUNT:
+                report.mounts.append(_join(directory, name))
             else:
-                bucket[0] += allocated
-                bucket[1] += 1
-            if len(largest) < top:
-                heapq.heappush(largest, (allocated, walked.path))
-            elif allocated > largest[0][0]:
-                heapq.heapreplace(largest, (allocated, walked.path))
-            if on_progress is not None and report.files % PROGRESS_EVERY == 0:
-                on_progress(report.files, report.total_bytes)
-    report.dirs -= 1  # DATA_DIR itself
+                report.special_files += 1
+            continue
+        assert st is not None
+        if st.st_nlink > 1:
+            if st.st_ino in seen_links:
+                continue
+            seen_links.add(st.st_ino)
+        allocated = st.st_blocks * 512
+        report.total_bytes += allocated
+        report.apparent_bytes += st.st_size
+        report.files += 1
+        entry = directory.split("/", 1)[0] if directory else name
+        if entry != bucket_of:
+            bucket_of = entry
+            bucket = totals.setdefault(entry, [0, 0])
+        bucket[0] += allocated
+        bucket[1] += 1
+        if len(largest) < top:
+            heapq.heappush(largest, (allocated, directory, name))
+        elif allocated > largest[0][0]:
+            heapq.heapreplace(largest, (allocated, directory, name))
+        if on_progress is not None and report.files % PROGRESS_EVERY == 0:
+            on_progress(report.files, report.total_bytes)
     report.breakdown = sorted(
         (EntryTotal(path, size, files) for path, (size, files) in totals.items()),
         key=lambda entry: (-entry.bytes, entry.path),
     )
-    report.largest = [LargeFile(path, size) for size, path in sorted(largest, key=lambda item: (-item[0], item[1]))]
+    report.largest = [
+        LargeFile(_join(directory, name), size)
+        for size, directory, name in sorted(largest, key=lambda item: (-item[0], item[1], item[2]))
+    ]
 
 
 def _join(directory: str, name: str) -> str:
