@@ -23,6 +23,8 @@ Where the spec is silent:
 
 from __future__ import annotations
 
+import dataclasses
+import errno
 import fnmatch
 import heapq
 import math
@@ -33,14 +35,24 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import NamedTuple
 
+import humanize
+
+from datagc import cdn, feed
+from datagc.cdn import is_media_path
 from datagc.config import PressureConfig
-from datagc.model import Action, Delete, FeedNull, Kept
-from datagc.safety import DataDir, DiskUsage, FileIdentity, iter_files
+from datagc.executor import execute
+from datagc.exitcodes import Exit
+from datagc.model import Action, Delete, FeedNull, Kept, PassContext, StepReport
+from datagc.passes.sweep import VERIFY_TIMEOUT
+from datagc.safety import DataDir, DiskUsage, FileIdentity, disk_usage, iter_files
+from datagc.units import human_age
 
 #: Eviction classes, in eviction order (SPEC §7.7).
 PUBLISHED, UNREFERENCED, REFERENCED = 0, 1, 2
 CLASS_NAMES = ("published", "unreferenced", "referenced")
 CLASS_DETAILS = ("on the CDN", "unreferenced", "referenced by the feed")
+#: entries of DATA_DIR named when the disk stays above the threshold
+TOP_HOLDERS = 5
 
 
 class MediaFile(NamedTuple):
@@ -225,7 +237,7 @@ class Holdings:
     to say what holds the space when eviction is not enough; and what the walk couldn't read."""
 
     entries: dict[str, Tally] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
+    errors: list[tuple[str, OSError]] = field(default_factory=list)
     _linked: set[tuple[int, int]] = field(default_factory=set)
 
     @property
@@ -236,7 +248,7 @@ class Holdings:
         return sorted(self.entries.items(), key=lambda item: item[1].bytes, reverse=True)[:count]
 
     def on_error(self, path: str, error: OSError) -> None:
-        self.errors.append(f"{path or '.'}: {error.strerror or error}")
+        self.errors.append((path, error))
 
 
 def walk_media(data_dir: DataDir, media_dirs: Sequence[str], holdings: Holdings) -> Iterator[MediaFile]:
@@ -270,3 +282,215 @@ def _first_sight(holdings: Holdings, st: os.stat_result) -> bool:
         return False
     holdings._linked.add(key)
     return True
+
+
+# --- the pass -----------------------------------------------------------------
+
+
+def run(ctx: PassContext, *, verify_timeout: float = VERIFY_TIMEOUT) -> StepReport:
+    """One pressure pass: measure, and above the threshold observe, plan, execute (or record), measure again."""
+    config, data_dir, settings = ctx.config, ctx.data_dir, ctx.config.pressure
+    step = StepReport("pressure")
+    step.details.update(threshold=settings.threshold, target=settings.target, min_age_seconds=settings.min_age,
+                        cdn_enabled=config.cdn.enabled)
+    try:
+        before = disk_usage(data_dir.fd)
+    except OSError as error:
+        return _failed(step, f"cannot measure the disk holding {data_dir.path} (statfs: {error.strerror}); "
+                             "pressure was skipped for this run and nothing was deleted", error.errno)
+    step.details["used_fraction_before"] = before.used_fraction
+    headline = f"pressure: {_percent(before.used_fraction)} used"
+    if not is_under_pressure(before, settings.threshold):
+        step.status = "skipped"
+        step.notes.append(f"{headline}, threshold {_percent(settings.threshold, exact=True)}; nothing to do")
+        return step
+    headline += f" > {_percent(settings.threshold, exact=True)}"
+
+    index = feed.index_feeds(data_dir, config)
+    if not index.complete:
+        step.flags |= Exit.STILL_ABOVE_THRESHOLD
+        problems = "; ".join(str(problem) for problem in index.problems)
+        step.notes.append(f"{headline}; deleted nothing")
+        return _failed(step, f"{problems}: any media file may be referenced by it, so every media file was kept "
+                             "and the disk is still above the threshold; repair the feed or free space by hand",
+                       index.problems[0].errno)
+
+    plan, holdings = _observe_and_plan(ctx, before, index.published, index)
+    if config.cdn.verify and (requests := _to_verify(plan, index)):
+        verdicts = cdn.verify_all(requests, verify_timeout)
+        confirmed = {path: index.published[path] for path, verdict in verdicts.items() if verdict.ok}
+        if len(confirmed) < len(verdicts):
+            step.notes.extend(f"{path} ranked as a local-only copy although the feed shows it on the CDN: "
+                              f"{verdict.why}" for path, verdict in verdicts.items() if not verdict.ok)
+            plan, holdings = _observe_and_plan(ctx, before, confirmed, index)  # only confirmed copies rank first
+        plan.actions = [_verified(action, confirmed) for action in plan.actions]
+
+    _report_walk_errors(step, holdings, config.sweep.media_dirs)
+    step.kept.extend(plan.kept)
+    if not ctx.dry_run:
+        for path in feed.clean_stale_feed_temps(data_dir, config):
+            step.notes.append(f"removed {path}, left by an interrupted datagc feed rewrite")
+    execute(ctx, plan.actions, step)
+    deleted = [action for action in step.actions if isinstance(action, Delete)]
+    if deleted:
+        step.flags |= Exit.PRESSURE_DELETED
+    if ctx.dry_run:
+        after = after_freeing(before, step.reclaimed_bytes)
+        step.details["used_fraction_projected"] = after.used_fraction
+        outcome = f"would delete {len(deleted)} files ({_size(step.reclaimed_bytes)}); " \
+                  f"projected {_percent(after.used_fraction)}"
+    else:
+        try:
+            after = disk_usage(data_dir.fd)
+        except OSError as error:
+            step.notes.append(f"{headline}; deleted {len(deleted)} files ({_size(step.reclaimed_bytes)})")
+            return _failed(step, f"cannot measure the disk again after the deletions (statfs: {error.strerror})",
+                           error.errno)
+        step.details["used_fraction_after"] = after.used_fraction
+        outcome = f"deleted {len(deleted)} files ({_size(step.reclaimed_bytes)}); now {_percent(after.used_fraction)}"
+    step.notes.insert(0, f"{headline}; {outcome}")
+    _describe_plan(step, plan, deleted)
+    if is_under_pressure(after, settings.threshold):
+        step.flags |= Exit.STILL_ABOVE_THRESHOLD
+        _still_above(step, ctx, after, plan, holdings, deleted)
+    elif after.used_fraction > settings.target:
+        target = _percent(settings.target, exact=True)
+        if plan.exhausted:
+            step.notes.append(f"pressure: below the threshold but above the target {target}: "
+                              "no other media file may be evicted")
+        elif not ctx.dry_run:
+            step.notes.append(f"pressure: still above the target {target}: some planned files were kept, or "
+                              "deleted files are still held open by a process (datagc audit lists those)")
+    return step
+
+
+def _observe_and_plan(
+    ctx: PassContext, before: DiskUsage, published: Container[str], index: feed.FeedIndex
+) -> tuple[PressurePlan, Holdings]:
+    config = ctx.config
+    holdings = Holdings()
+    plan = plan_pressure(
+        walk_media(ctx.data_dir, config.sweep.media_dirs, holdings),
+        before,
+        config.pressure,
+        protect=config.protect.patterns,
+        published=published,
+        local_refs=index.local_refs,
+        cdn_enabled=config.cdn.enabled,
+        now=ctx.now,
+    )
+    return plan, holdings
+
+
+def _to_verify(plan: PressurePlan, index: feed.FeedIndex) -> dict[str, tuple[str, int]]:
+    """Victims chosen as published copies, with their CDN URL and local size, for ``cdn.verify``."""
+    return {
+        action.path: (index.published[action.path], action.identity.size)
+        for action in plan.actions
+        if isinstance(action, Delete) and action.detail == CLASS_DETAILS[PUBLISHED]
+    }
+
+
+def _verified(action: Action, confirmed: Container[str]) -> Action:
+    if isinstance(action, Delete) and action.detail == CLASS_DETAILS[PUBLISHED] and action.path in confirmed:
+        return dataclasses.replace(action, detail=f"{action.detail}, verified")
+    return action
+
+
+def _report_walk_errors(step: StepReport, holdings: Holdings, media_dirs: Sequence[str]) -> None:
+    """Unreadable media directories fail the step (their files were kept); elsewhere they only blur the tally."""
+    for path, error in holdings.errors:
+        if is_media_path(path, media_dirs) or path in media_dirs:
+            message = f"{path} cannot be read ({error.strerror}); its files were kept"
+            step.notes.append(message)
+            if step.error is None:
+                step.status, step.error = "error", message
+                step.flags |= Exit.STEP_FAILED
+                step.details.setdefault("errno", errno.errorcode.get(error.errno or 0, ""))
+        else:
+            step.notes.append(f"{path or '.'} cannot be read ({error.strerror}); its size is not counted below")
+
+
+def _describe_plan(step: StepReport, plan: PressurePlan, deleted: Sequence[Delete]) -> None:
+    """The machine-readable facts of the pass (merged into its JSON object)."""
+    chosen = {name: Tally() for name in CLASS_NAMES}
+    for action in deleted:
+        chosen[_class_of(action)].add(action.bytes)
+    step.details.update(
+        needed_bytes=plan.needed_bytes,
+        files=len(deleted),
+        bytes=step.reclaimed_bytes,
+        victims=_tallies_json(chosen),
+        eligible=_tallies_json(dict(zip(CLASS_NAMES, plan.eligible, strict=True))),
+        spared=_tallies_json({"too_young": plan.too_young, "protected": plan.protected,
+                              "hard_linked": plan.hard_linked}),
+        exhausted=plan.exhausted,
+    )
+
+
+def _class_of(action: Delete) -> str:
+    return next(name for name, detail in zip(CLASS_NAMES, CLASS_DETAILS, strict=True)
+                if action.detail.startswith(detail))
+
+
+def _tallies_json(tallies: Mapping[str, Tally]) -> dict[str, dict[str, int]]:
+    return {name: {"files": tally.files, "bytes": tally.bytes} for name, tally in tallies.items()}
+
+
+def _still_above(
+    step: StepReport,
+    ctx: PassContext,
+    after: DiskUsage,
+    plan: PressurePlan,
+    holdings: Holdings,
+    deleted: Sequence[Delete],
+) -> None:
+    """Say who holds the space an operator must now free by hand: DATA_DIR's largest entries, and its share."""
+    for action in deleted:
+        holdings.entries[action.path.partition("/")[0]].bytes -= action.bytes
+    top = holdings.largest(TOP_HOLDERS)
+    held = holdings.total_bytes
+    share = held / after.used_bytes if after.used_bytes else 0.0
+    step.details.update(
+        holders=[{"path": name, "bytes": tally.bytes} for name, tally in top],
+        data_dir_bytes=held,
+        data_dir_share=share,
+    )
+    spared = []
+    if plan.too_young.files:
+        spared.append(f"{plan.too_young.files} younger than {human_age(ctx.config.pressure.min_age)} "
+                      f"({_size(plan.too_young.bytes)})")
+    if plan.protected.files:
+        spared.append(f"{plan.protected.files} protected ({_size(plan.protected.bytes)})")
+    if plan.hard_linked.files:
+        spared.append(f"{plan.hard_linked.files} hard-linked ({_size(plan.hard_linked.bytes)})")
+    why = "after deleting every media file it may" if plan.exhausted else "after this pass"
+    parts = [
+        f"pressure: still {_percent(after.used_fraction)} used > "
+        f"{_percent(ctx.config.pressure.threshold, exact=True)} {why}",
+        "the rest is held by " + ", ".join(f"{name} {_size(tally.bytes)}" for name, tally in top),
+        f"{ctx.data_dir.path} holds {_size(held)} of the {_size(after.used_bytes)} used ({_percent(share)})",
+    ]
+    if spared:
+        parts.append("media spared: " + ", ".join(spared))
+    parts.append("an operator must free space or grow the disk")
+    step.notes.append("; ".join(parts))
+
+
+def _failed(step: StepReport, message: str, code: int | None) -> StepReport:
+    step.status, step.error = "error", message
+    step.flags |= Exit.STEP_FAILED
+    step.details.setdefault("errno", errno.errorcode.get(code or 0, ""))
+    return step
+
+
+def _percent(fraction: float, exact: bool = False) -> str:
+    """``73.1%``; ``exact`` for configured values: ``70%``, ``65.5%``."""
+    if exact:
+        return f"{fraction * 100:.6f}".rstrip("0").rstrip(".") + "%"
+    return f"{fraction * 100:.1f}%"
+
+
+def _size(count: int) -> str:
+    """``6.2GB``, the way the operators' log lines write sizes."""
+    return humanize.naturalsize(count).replace(" ", "")
