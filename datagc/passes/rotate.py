@@ -18,7 +18,7 @@ from typing import Literal
 from datagc.config import RotateConfig
 from datagc.exitcodes import Exit
 from datagc.model import Kept, PassContext, Rotate, StepReport
-from datagc.safety import DataDir, clean_stale_temps, split_path
+from datagc.safety import DataDir, clean_stale_temps, join_path, split_path
 from datagc.tailcopy import Cut, Rotation, find_cut, rotate_path
 from datagc.units import format_size
 
@@ -69,11 +69,11 @@ def observe_log(data_dir: DataDir, path: str, settings: RotateConfig) -> LogFact
     head, name = split_path(path)
     try:
         dir_fd = data_dir.open_dir(head)
-    except (FileNotFoundError, NotADirectoryError):
+    except FileNotFoundError:
         return LogFacts(path, "missing")
     except OSError as error:
-        if error.errno == errno.ELOOP:
-            return LogFacts(path, "symlink")
+        if error.errno in (errno.ELOOP, errno.ENOTDIR):
+            return LogFacts(path, _blocked_by(data_dir, head))
         if error.errno == errno.EXDEV:
             return LogFacts(path, "elsewhere")
         return LogFacts(path, "unreadable", error=f"its directory cannot be opened ({error.strerror})")
@@ -85,6 +85,28 @@ def observe_log(data_dir: DataDir, path: str, settings: RotateConfig) -> LogFact
         return LogFacts(path, "unreadable", error=f"cannot be read ({error.strerror})")
     finally:
         os.close(dir_fd)
+
+
+def _blocked_by(data_dir: DataDir, head: str) -> LogState:
+    """Why ``head`` can't be opened as a directory: a symlink on the way, or a missing one."""
+    walked = ""
+    for part in head.split("/"):
+        try:
+            dir_fd = data_dir.open_dir(walked)
+        except OSError:
+            return "missing"
+        try:
+            st = os.stat(part, dir_fd=dir_fd, follow_symlinks=False)
+        except OSError:
+            return "missing"
+        finally:
+            os.close(dir_fd)
+        if stat.S_ISLNK(st.st_mode):
+            return "symlink"
+        if not stat.S_ISDIR(st.st_mode):
+            return "missing"
+        walked = join_path(walked, part)
+    return "missing"
 
 
 def _observe_in(dir_fd: int, name: str, path: str, data_dir: DataDir, settings: RotateConfig) -> LogFacts:
@@ -161,10 +183,6 @@ def run(ctx: PassContext) -> StepReport:
     """One rotate pass over the configured logs (applied, or with ``ctx.dry_run`` only reported)."""
     step = StepReport("rotate")
     settings = ctx.config.rotate
-    if not ctx.config.enabled:
-        step.status = "disabled"
-        step.notes.append("datagc is disabled (enabled = false): nothing rotated")
-        return step
     if not ctx.dry_run:
         _clean_leftovers(ctx.data_dir, settings, step)
     decided = plan(observe(ctx.data_dir, settings), settings)
@@ -174,6 +192,7 @@ def run(ctx: PassContext) -> StepReport:
     carried = 0
     if ctx.dry_run:
         step.actions.extend(decided.actions)
+        step.reclaimed_bytes = sum(action.bytes_before - action.bytes_after for action in decided.actions)
     else:
         for action in decided.actions:
             try:
@@ -233,9 +252,14 @@ def _record(rotation: Rotation, step: StepReport) -> int:
 
 
 def _failure(action: Rotate, error: OSError, step: StepReport) -> str:
-    """The error text for a rotation that did not happen (the log is as it was)."""
+    """The error text for a rotation that did not happen (the log is as it was).
+
+    ``details["errno"]`` names the failure, as the executor's do; ENOSPC wins
+    over any other so that run-all retries the rotation after the sweeps.
+    """
+    if step.details.get("errno") != "ENOSPC":
+        step.details["errno"] = errno.errorcode.get(error.errno or 0, "")
     if error.errno == errno.ENOSPC:
-        step.details["enospc"] = True
         why = "no space left on the device for the kept tail"
     elif error.errno == errno.EROFS:
         why = "the filesystem is read-only"
