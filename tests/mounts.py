@@ -8,6 +8,7 @@ the test is skipped with the reason; it never passes silently.
     with tmpfs(4 * MiB) as root: ...
     with loop_ext4(16 * MiB) as root: ...
     with readonly_bind(some_dir) as view: ...   # same files, writes fail with EROFS
+    with bind(source, existing_target): ...    # a file or directory mounted over another
     fill(root, leave_bytes=64 * KiB)           # make the filesystem (almost) full
 """
 
@@ -110,6 +111,16 @@ def readonly_bind(source: Path) -> Iterator[Path]:
             yield point
         finally:
             _unmount(point)
+
+
+@contextlib.contextmanager
+def bind(source: Path, target: Path) -> Iterator[Path]:
+    """``source`` (a file or a directory) bind-mounted over the existing ``target``; unmounted on exit."""
+    _mount_or_skip(["mount", "--bind", str(source), str(target)], f"{source} on {target}")
+    try:
+        yield target
+    finally:
+        _unmount(target)
 
 
 def fill(directory: Path, leave_bytes: int = 0, name: str = "filler") -> Path:
