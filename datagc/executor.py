@@ -31,6 +31,9 @@ from datagc import feed, safety
 from datagc.exitcodes import Exit
 from datagc.model import Action, Delete, Kept, PassContext, Rotate, StepReport
 
+#: its directory was replaced by a symlink, a file or a mount since planning: the file is not what was planned
+_NOT_A_DIRECTORY_ANY_MORE = frozenset({errno.ELOOP, errno.ENOTDIR, errno.EXDEV})
+
 
 def execute(ctx: PassContext, plan: Sequence[Action], step: StepReport) -> None:
     """Apply ``plan`` (or, with ``ctx.dry_run``, record it as what would be done) into ``step``."""
@@ -133,6 +136,9 @@ def _unlink_all(
             except FileNotFoundError:
                 continue  # its directory vanished: so did the file
             except OSError as error:
+                if error.errno in _NOT_A_DIRECTORY_ANY_MORE:
+                    changed.append(action.path)
+                    continue
                 message = f"could not delete {action.path} ({error.strerror}); it was left as it was"
                 failures.add(error.errno, message)
                 step.kept.append(Kept(action.path, message))
