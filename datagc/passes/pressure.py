@@ -326,6 +326,7 @@ def run(ctx: PassContext, *, verify_timeout: float = VERIFY_TIMEOUT) -> StepRepo
         plan.actions = [_verified(action, confirmed) for action in plan.actions]
 
     _report_walk_errors(step, holdings, config.sweep.media_dirs)
+    _report_unwalked_media_dirs(step, ctx.data_dir, config.sweep.media_dirs)
     step.kept.extend(plan.kept)
     if not ctx.dry_run:
         for path in feed.clean_stale_feed_temps(data_dir, config):
@@ -334,20 +335,20 @@ def run(ctx: PassContext, *, verify_timeout: float = VERIFY_TIMEOUT) -> StepRepo
     deleted = [action for action in step.actions if isinstance(action, Delete)]
     if deleted:
         step.flags |= Exit.PRESSURE_DELETED
+    evicted = f"{len(deleted)} files ({_size(step.reclaimed_bytes)})" if deleted else "nothing"
     if ctx.dry_run:
         after = after_freeing(before, step.reclaimed_bytes)
         step.details["used_fraction_projected"] = after.used_fraction
-        outcome = f"would delete {len(deleted)} files ({_size(step.reclaimed_bytes)}); " \
-                  f"projected {_percent(after.used_fraction)}"
+        outcome = f"would delete {evicted}; projected {_percent(after.used_fraction)}"
     else:
         try:
             after = disk_usage(data_dir.fd)
         except OSError as error:
-            step.notes.append(f"{headline}; deleted {len(deleted)} files ({_size(step.reclaimed_bytes)})")
+            step.notes.insert(0, f"{headline}; deleted {evicted}")
             return _failed(step, f"cannot measure the disk again after the deletions (statfs: {error.strerror})",
                            error.errno)
         step.details["used_fraction_after"] = after.used_fraction
-        outcome = f"deleted {len(deleted)} files ({_size(step.reclaimed_bytes)}); now {_percent(after.used_fraction)}"
+        outcome = f"deleted {evicted}; now {_percent(after.used_fraction)}"
     step.notes.insert(0, f"{headline}; {outcome}")
     _describe_plan(step, plan, deleted)
     if is_under_pressure(after, settings.threshold):
@@ -409,6 +410,19 @@ def _report_walk_errors(step: StepReport, holdings: Holdings, media_dirs: Sequen
                 step.details.setdefault("errno", errno.errorcode.get(error.errno or 0, ""))
         else:
             step.notes.append(f"{path or '.'} cannot be read ({error.strerror}); its size is not counted below")
+
+
+def _report_unwalked_media_dirs(step: StepReport, data_dir: DataDir, media_dirs: Sequence[str]) -> None:
+    """Name the media directories the walk did not enter: symlinks, non-directories, other filesystems."""
+    for media_dir in media_dirs:
+        try:
+            os.close(data_dir.open_dir(media_dir))
+        except FileNotFoundError:
+            pass  # no such directory (yet): it holds nothing
+        except OSError as error:
+            if error.errno in (errno.ELOOP, errno.ENOTDIR, errno.EXDEV):
+                step.notes.append(f"{media_dir} is a symbolic link, not a directory or on another filesystem; "
+                                  "not entered, nothing in it was evicted")
 
 
 def _describe_plan(step: StepReport, plan: PressurePlan, deleted: Sequence[Delete]) -> None:
