@@ -33,6 +33,9 @@ lint: $(BIN)/datagc
 	$(BIN)/ruff check datagc tests bench
 	$(BIN)/mypy
 
+e2e: $(BIN)/datagc
+	$(BIN)/pytest -q -p no:cacheprovider -m e2e
+
 bench: $(BIN)/datagc
 	$(BIN)/python bench/run.py
 
