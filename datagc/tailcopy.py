@@ -51,6 +51,8 @@ MAX_WAIT_S = 2.0
 #: Rounds of copying what was appended before the rename (the rest is caught up after it).
 PRE_RENAME_ROUNDS = 8
 _POLL_S = 0.005
+#: How long to wait at most for the new log to end on a line boundary before appending to it.
+LINE_END_WAIT_S = 0.05
 #: copy_file_range can't do it here: copy through user space instead.
 _NO_KERNEL_COPY = frozenset({errno.EXDEV, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS, errno.EBADF})
 
@@ -221,8 +223,10 @@ def rotate_log(
         if cut.start == 0:
             return Rotation(path, cut, rotated=False)
         temp, dst = create_temp_like(dir_fd, name, before)
+        view = -1
         try:
             try:
+                view = os.open(temp, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
                 pos = _copy_before_rename(src, dst, cut)
                 os.fsync(dst)
                 _check_same_file(dir_fd, name, before, path)
@@ -230,9 +234,11 @@ def rotate_log(
             except BaseException:
                 discard_temp(dir_fd, temp)
                 raise
-            return _carry_after_rename(src, dst, pos, path, cut, settle, max_wait)
+            return _carry_after_rename(_Carry(src, dst, view, pos), path, cut, settle, max_wait)
         finally:
             os.close(dst)
+            if view >= 0:
+                os.close(view)
     finally:
         os.close(src)
 
@@ -261,12 +267,10 @@ def _check_same_file(dir_fd: int, name: str, before: os.stat_result, path: str) 
         raise OSError(errno.EAGAIN, "was replaced by another file while being rotated", path)
 
 
-def _carry_after_rename(
-    src: int, dst: int, pos: int, path: str, cut: Cut, settle: float, max_wait: float
-) -> Rotation:
+def _carry_after_rename(carry: _Carry, path: str, cut: Cut, settle: float, max_wait: float) -> Rotation:
     """Append to the new log what the old inode gains until no writer holds it; report the rotation."""
+    src, dst = carry.src, carry.dst
     fcntl.fcntl(dst, fcntl.F_SETFL, fcntl.fcntl(dst, fcntl.F_GETFL) | os.O_APPEND)
-    carry = _Carry(src, dst, pos)
     lingered = False
     error: str | None = None
     try:
@@ -294,11 +298,15 @@ def _carry_after_rename(
 
 
 class _Carry:
-    """Appends what the old inode gains past ``pos`` to the new log, complete lines per ``write``."""
+    """Appends what the old inode gains past ``pos`` to the new log, complete lines per ``write``.
 
-    def __init__(self, src: int, dst: int, pos: int) -> None:
+    ``view`` reads the new log, to append only where it ends on a line boundary.
+    """
+
+    def __init__(self, src: int, dst: int, view: int, pos: int) -> None:
         self.src = src
         self.dst = dst
+        self.view = view
         self.pos = pos  # read from the old inode up to here
         self.pending = bytearray()  # read, not yet written: a line still being appended
 
@@ -330,6 +338,9 @@ class _Carry:
         self._write_pending()
 
     def _write_pending(self) -> None:
+        if not self.pending:
+            return
+        self._wait_for_line_end()
         data = memoryview(bytes(self.pending))
         written = 0
         try:
@@ -337,6 +348,23 @@ class _Carry:
                 written += os.write(self.dst, data[written:])
         finally:
             del self.pending[:written]
+
+
+    def _wait_for_line_end(self) -> None:
+        """Wait, briefly, until the new log ends with a newline.
+
+        The service appends a line in one ``write``, which the kernel never
+        interleaves with ours; a writer that spreads a line over several writes
+        could otherwise find one of ours inside it. A line that stays torn
+        (its writer died) is appended to after ``LINE_END_WAIT_S``, as the
+        service's next append would.
+        """
+        deadline = time.monotonic() + LINE_END_WAIT_S
+        while time.monotonic() < deadline:
+            size = os.fstat(self.view).st_size
+            if size == 0 or os.pread(self.view, 1, size - 1) == b"\n":
+                return
+            time.sleep(_POLL_S / 10)
 
 
 def _wait_for_writers(carry: _Carry, settle: float, max_wait: float) -> bool:

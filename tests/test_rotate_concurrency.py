@@ -1,0 +1,153 @@
+"""Rotation while the service writes: every event appended during a rotation ends up in the new log exactly once.
+
+Writers are real processes appending the way the service does (open with
+O_APPEND, write one line, close), while the rotate pass runs again and again.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from datagc import tailcopy
+from datagc.exitcodes import Exit
+from datagc.passes import rotate
+from tests.rotate_support import context, leftovers, rotate_config
+
+WRITER = r"""
+import os, sys, time
+path, writer, count, big = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "big"
+for seq in range(count):
+    pad = 256 * 1024 if big and seq % 40 == 39 else seq % 97  # a big line can be seen half-written
+    line = b'{"w":%d,"seq":%d,"pad":"%s"}\n' % (writer, seq, b"x" * pad)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.write(fd, line)  # one write per line, as Node's fs.appendFile does
+    os.close(fd)
+    time.sleep(0.00005)  # keep writing while the rotations run
+"""
+
+HOLDER = r"""
+import os, sys, time
+path, hold, line = sys.argv[1], float(sys.argv[2]), sys.argv[3].encode() + b"\n"
+fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+os.write(fd, line[:len(line) // 2])  # mid-append: half a line, then a pause
+print("open", flush=True)
+time.sleep(hold)
+os.write(fd, line[len(line) // 2:])
+os.close(fd)
+"""
+
+LINE = re.compile(rb'\{"w":(\d+),"seq":(\d+),"pad":"(x*)"\}')
+
+
+def start_writers(log: Path, writers: int, count: int, big: bool = False) -> list[subprocess.Popen[bytes]]:
+    return [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(log), str(writer), str(count), "big" if big else "small"])
+        for writer in range(writers)
+    ]
+
+
+def pad_of(seq: int, big: bool) -> int:
+    return 256 * 1024 if big and seq % 40 == 39 else seq % 97
+
+
+def rotate_while_writing(root: Path, writers: list[subprocess.Popen[bytes]], max_bytes: str = "96KiB") -> int:
+    """Run the rotate pass until the writers are done (and once more); return how many times it rotated."""
+    config = rotate_config(root, max_bytes=max_bytes, keep_lines=200)
+    rotations = 0
+    with context(root, config) as ctx:
+        while True:
+            done = all(writer.poll() is not None for writer in writers)
+            step = rotate.run(ctx)
+            assert step.status in ("ok", "skipped"), step.error
+            rotations += len(step.actions)
+            if done:
+                break
+    assert all(writer.returncode == 0 for writer in writers)
+    return rotations
+
+
+def check_log(log: Path, writers: int, count: int, big: bool = False) -> None:
+    """Every line whole; per writer, each number once, forming a run that ends at the last one written.
+
+    (A writer that finished early may have had all its lines cut away.)
+    """
+    seen: dict[int, list[int]] = defaultdict(list)
+    for line in log.read_bytes().split(b"\n")[:-1]:
+        match = LINE.fullmatch(line)
+        assert match, f"torn or glued line: {line[:120]!r}"
+        writer, seq = int(match.group(1)), int(match.group(2))
+        assert len(match.group(3)) == pad_of(seq, big), f"line of writer {writer} #{seq} is damaged"
+        seen[writer].append(seq)
+    assert log.read_bytes().endswith(b"\n")
+    assert seen and set(seen) <= set(range(writers))
+    for writer, seqs in seen.items():
+        assert len(seqs) == len(set(seqs)), f"writer {writer}: a line appears twice"
+        assert sorted(seqs) == list(range(min(seqs), count)), f"writer {writer}: lines lost"
+
+
+@pytest.mark.parametrize("leases", [True, False], ids=["lease", "quiet-period"])
+def test_concurrent_open_append_close_writers_lose_nothing(
+    tmp_path: Path, leases: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not leases:  # as on a filesystem without leases: only a quiet period tells the old inode is done
+        monkeypatch.setattr(tailcopy, "_lease_signal_set", lambda fd: False)
+    log = tmp_path / "events.jsonl"
+    log.write_bytes(b"")
+    writers, count = 3, 8000
+    rotations = rotate_while_writing(tmp_path, start_writers(log, writers, count))
+    assert rotations >= 3
+    check_log(log, writers, count)
+    assert leftovers(tmp_path) == []
+
+
+def test_big_lines_caught_mid_append_are_never_split(tmp_path: Path) -> None:
+    log = tmp_path / "events.jsonl"
+    log.write_bytes(b"")
+    writers, count = 2, 2000
+    rotations = rotate_while_writing(tmp_path, start_writers(log, writers, count, big=True), max_bytes="4MiB")
+    assert rotations >= 2
+    check_log(log, writers, count, big=True)
+
+
+def start_holder(log: Path, hold: float, line: str) -> subprocess.Popen[str]:
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(log), str(hold), line],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline() == "open\n"
+    return holder
+
+
+def test_a_line_finished_in_the_old_log_after_the_rename_is_carried_over_whole(tmp_path: Path) -> None:
+    log = tmp_path / "events.jsonl"
+    log.write_bytes(b"".join(b"old %06d\n" % i for i in range(100_000)))
+    holder = start_holder(log, 0.3, "late line")  # "late " is in the log, "line\n" comes after the rename
+    with context(tmp_path, rotate_config(tmp_path)) as ctx:
+        rotation = tailcopy.rotate_path(ctx.data_dir, "events.jsonl", 10, 4096, max_wait=5.0)
+    assert holder.wait(5) == 0
+    assert log.read_bytes() == b"".join(b"old %06d\n" % i for i in range(99_990, 100_000)) + b"late line\n"
+    assert rotation.cut.partial_bytes == len(b"late ")
+    assert (rotation.carried_bytes, rotation.writer_lingered) == (len(b"line\n"), False)
+
+
+def test_a_writer_that_keeps_the_old_log_open_is_reported(tmp_path: Path) -> None:
+    log = tmp_path / "events.jsonl"
+    log.write_bytes(b"".join(b"old %06d\n" % i for i in range(100_000)))
+    holder = start_holder(log, 30, "too late")
+    try:
+        started = time.monotonic()
+        with context(tmp_path, rotate_config(tmp_path, max_bytes="256KiB", keep_lines=10)) as ctx:
+            step = rotate.run(ctx)
+        assert time.monotonic() - started < tailcopy.MAX_WAIT_S + 1
+    finally:
+        holder.kill()
+        holder.wait()
+    assert step.flags == Exit.ROTATED and step.status == "ok"
+    assert log.read_bytes() == b"".join(b"old %06d\n" % i for i in range(99_990, 100_000)) + b"too "
+    assert any("still held the old log open for writing" in note for note in step.notes)
+    assert step.reclaimed_bytes == 0
