@@ -5,17 +5,19 @@ directory lock, so they never overlap with each other or with a cron-started
 datagc. A pass that fails in any way is reported and the loop goes on: the
 next pass is the retry. SIGTERM and SIGINT end the loop between passes: a
 signal that arrives during a pass lets it finish; one during the wait ends it
-at once. The wait blocks the two signals and collects them with
-``sigtimedwait``, so no signal is lost between "is a stop pending?" and
-"sleep".
+at once.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import select
 import signal
 import time
 import traceback
 from types import FrameType
+from typing import Any
 
 from datagc.config import Config
 from datagc.errors import DatagcError
@@ -27,25 +29,51 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 class StopRequest:
-    """Remembers the first stop signal that arrived while a pass was running."""
+    """SIGTERM/SIGINT handling for the loop: remembered during a pass, ending the wait at once.
+
+    The signals' handler records the first one; ``signal.set_wakeup_fd`` makes
+    the interpreter also write the signal's number to a pipe that the wait
+    selects on, so a signal arriving just before the wait (or delivered to
+    another thread) still wakes it. Use as a context manager in the main thread.
+    """
 
     def __init__(self) -> None:
         self.signal: signal.Signals | None = None
+        self._read_fd, self._write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._previous_wakeup = -1
+        self._previous_handlers: dict[int, Any] = {}
 
-    def handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.signal is None:
+    def __enter__(self) -> StopRequest:
+        self._previous_wakeup = signal.set_wakeup_fd(self._write_fd, warn_on_full_buffer=False)
+        self._previous_handlers = {signum: signal.signal(signum, self._handle) for signum in STOP_SIGNALS}
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for signum, handler in self._previous_handlers.items():
+            signal.signal(signum, handler)
+        signal.set_wakeup_fd(self._previous_wakeup)
+        os.close(self._read_fd)
+        os.close(self._write_fd)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self._note(signum)
+
+    def _note(self, signum: int) -> None:
+        if self.signal is None and signum in STOP_SIGNALS:
             self.signal = signal.Signals(signum)
 
     def wait(self, seconds: float) -> signal.Signals | None:
         """Sleep ``seconds`` unless a stop signal is pending or arrives; the signal if one did."""
-        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-        try:
-            if self.signal is None and seconds > 0:
-                received = signal.sigtimedwait(STOP_SIGNALS, seconds)
-                if received is not None:
-                    self.signal = signal.Signals(received.si_signo)
-        finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        deadline = time.monotonic() + seconds
+        while self.signal is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            ready, _, _ = select.select([self._read_fd], [], [], remaining)
+            if ready:
+                with contextlib.suppress(BlockingIOError):
+                    for signum in os.read(self._read_fd, 512):
+                        self._note(signum)
         return self.signal
 
 
@@ -75,9 +103,7 @@ def run_pass(config: Config, options: RunOptions, renderer: Renderer) -> None:
 
 def run_watch(config: Config, options: RunOptions, renderer: Renderer) -> int:
     """Run passes until SIGTERM or SIGINT; exit status 0 when stopped by one."""
-    stop = StopRequest()
-    previous = {signum: signal.signal(signum, stop.handle) for signum in STOP_SIGNALS}
-    try:
+    with StopRequest() as stop:
         interval = config.watch.interval
         renderer.message(
             f"[janitor] watch: first pass in {format_duration(config.watch.initial_delay)}, "
@@ -89,8 +115,5 @@ def run_watch(config: Config, options: RunOptions, renderer: Renderer) -> int:
             started = time.monotonic()
             run_pass(config, options, renderer)
             delay = max(0.0, interval - (time.monotonic() - started))
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
     renderer.message(f"[janitor] watch: stopped by {received.name}")
     return 0
