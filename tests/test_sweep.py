@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import tempfile
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -15,7 +17,7 @@ from datagc import safety
 from datagc.exitcodes import Exit
 from datagc.model import Delete, FeedNull, StepReport
 from datagc.passes import sweep
-from tests.helpers import run_datagc
+from tests.helpers import DATAGC, clean_env, run_datagc
 from tests.sweep_support import (
     DAY,
     NOW,
@@ -257,3 +259,25 @@ def test_cli_unparseable_feed(tmp_path: Path) -> None:
     assert "posts.json is not JSON" in result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     assert files(data) == SAMPLE - {"posts.json.tmp.1763000000000"}
+
+
+def test_cli_unreadable_subdirectory_is_an_error_and_the_rest_is_swept(tmp_path: Path) -> None:
+    data = sample(tmp_path / "data", now=time.time())
+    private = write_file(data / "voice" / "private" / "old.mp3", 100, 30, now=time.time())
+    os.chmod(private.parent, 0)
+    try:
+        process = subprocess.run(
+            ["setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search",
+             DATAGC, "sweep", "--data-dir", str(data), "--cdn", "--json"],
+            capture_output=True, text=True, env=clean_env(), check=False,
+        )
+    finally:
+        os.chmod(private.parent, 0o755)
+    if "setpriv" in process.stderr:
+        pytest.skip(f"cannot drop the permission-override capabilities: {process.stderr.strip()}")
+    assert process.returncode == 9, process.stderr
+    step = orjson.loads(process.stdout)["steps"][0]
+    assert step["status"] == "error" and step["errno"] == "EACCES"
+    assert "voice/private cannot be read (Permission denied)" in step["error"]
+    assert private.exists()
+    assert files(data) == (SAMPLE - set(SWEPT_WITH_CDN)) | {"voice/private/old.mp3"}
