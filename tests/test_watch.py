@@ -1,0 +1,184 @@
+"""``datagc watch`` as a real subprocess: its plain lines (what docker logs and journald see), signals, failures."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+import pytest
+
+from datagc.demo import build_sample
+from tests.helpers import DATAGC, clean_env
+
+ORPHAN = "posts.json.tmp.1763000000000"
+SUMMARY = "[janitor] run-all: "
+#: generous: two cores shared with the whole suite
+PATIENCE = 30.0
+
+
+class Watch:
+    """A running ``datagc watch`` whose stdout and stderr lines are collected as they come."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.process = subprocess.Popen(
+            [DATAGC, "watch", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=clean_env(env),
+        )
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self._changed = threading.Condition()
+        assert self.process.stdout is not None and self.process.stderr is not None
+        self._readers = [threading.Thread(target=self._read, args=(stream, lines), daemon=True)
+                         for stream, lines in ((self.process.stdout, self.out), (self.process.stderr, self.err))]
+        for reader in self._readers:
+            reader.start()
+
+    def _read(self, stream: IO[str], lines: list[str]) -> None:
+        for line in stream:
+            with self._changed:
+                lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    def count(self, lines: list[str], text: str) -> int:
+        with self._changed:
+            return sum(text in line for line in lines)
+
+    def wait_for(self, lines: list[str], text: str, count: int = 1, timeout: float = PATIENCE) -> None:
+        """Until ``count`` lines contain ``text``; fails (with what was seen) on timeout or exit."""
+        with self._changed:
+            seen = self._changed.wait_for(
+                lambda: sum(text in line for line in lines) >= count or self.process.poll() is not None, timeout)
+            found = sum(text in line for line in lines)
+        assert seen and found >= count, f"waited for {count}x {text!r}; stdout={self.out} stderr={self.err}"
+
+    def stop(self, signum: signal.Signals, timeout: float = PATIENCE) -> int:
+        self.process.send_signal(signum)
+        code = self.process.wait(timeout=timeout)
+        for reader in self._readers:
+            reader.join(timeout=5)
+        return code
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def watches() -> Iterator[list[Watch]]:
+    """Every watch a test starts is killed at its end, whatever happened."""
+    started: list[Watch] = []
+    yield started
+    for watch in started:
+        watch.close()
+
+
+def start(watches: list[Watch], *args: str, env: dict[str, str] | None = None) -> Watch:
+    watch = Watch(*args, env=env)
+    watches.append(watch)
+    return watch
+
+
+@pytest.fixture
+def sample(tmp_path: Path) -> Path:
+    root = tmp_path / "data"
+    build_sample(root)
+    return root
+
+
+@pytest.fixture
+def locked(sample: Path) -> Iterator[int]:
+    fd = os.open(sample, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def test_passes_run_on_the_interval_as_plain_lines_until_sigterm(sample: Path, watches: list[Watch]) -> None:
+    watch = start(watches, "--data-dir", str(sample), "--initial-delay", "200ms", "--interval", "500ms",
+                  "--threshold", "1", env={"TEST_MODE": "true"})
+
+    watch.wait_for(watch.out, SUMMARY, count=2)
+    code = watch.stop(signal.SIGTERM)
+
+    assert code == 0, watch.err
+    assert watch.out[0].startswith("[janitor] watch: first pass in 200ms, then every 500ms on ")
+    assert watch.out[-1] == "[janitor] watch: stopped by SIGTERM"
+    assert all(line.startswith("[janitor] ") for line in watch.out), "off a terminal: plain prefixed lines only"
+    assert any(line.startswith(f"[janitor] swept {ORPHAN} (temp, age 3.0d") for line in watch.out)
+    assert watch.count(watch.out, f"swept {ORPHAN}") == 1, "the second pass finds nothing more to sweep"
+    assert not (sample / ORPHAN).exists()
+    assert watch.err == []
+
+
+def test_test_mode_defaults_and_a_signal_during_the_wait_ends_it_at_once(sample: Path, watches: list[Watch]) -> None:
+    watch = start(watches, "--data-dir", str(sample), env={"TEST_MODE": "true"})
+    watch.wait_for(watch.out, "[janitor] watch: first pass in 2s, then every 5s")
+
+    sent = time.monotonic()
+    code = watch.stop(signal.SIGINT)
+
+    assert code == 0
+    assert time.monotonic() - sent < 1.5, "SIGINT during the 2 s initial delay must end watch at once"
+    assert watch.out[-1] == "[janitor] watch: stopped by SIGINT"
+    assert watch.count(watch.out, SUMMARY) == 0
+    assert (sample / ORPHAN).exists()
+
+
+def test_a_held_lock_skips_the_pass_and_the_loop_goes_on(sample: Path, locked: int, watches: list[Watch]) -> None:
+    watch = start(watches, "--data-dir", str(sample), "--initial-delay", "0", "--interval", "300ms",
+                  "--threshold", "1")
+
+    watch.wait_for(watch.err, "datagc: watch: pass skipped: another datagc is working on")
+    assert (sample / ORPHAN).exists() and watch.count(watch.out, SUMMARY) == 0
+    fcntl.flock(locked, fcntl.LOCK_UN)
+    watch.wait_for(watch.out, SUMMARY)
+    code = watch.stop(signal.SIGTERM)
+
+    assert code == 0
+    assert not (sample / ORPHAN).exists()
+
+
+def test_a_missing_data_dir_fails_passes_until_it_appears(tmp_path: Path, watches: list[Watch]) -> None:
+    root = tmp_path / "not-yet-mounted"
+    watch = start(watches, "--data-dir", str(root), "--initial-delay", "0", "--interval", "300ms",
+                  "--threshold", "1")
+
+    watch.wait_for(watch.err, f"datagc: watch: pass skipped: data directory {root} does not exist", count=2)
+    build_sample(root)
+    watch.wait_for(watch.out, f"[janitor] swept {ORPHAN}")
+    code = watch.stop(signal.SIGTERM)
+
+    assert code == 0
+    assert "Traceback" not in "\n".join(watch.err)
+
+
+def test_a_signal_during_a_pass_lets_the_pass_finish(sample: Path, locked: int, watches: list[Watch]) -> None:
+    """SIGTERM while the pass waits for the lock: the pass still runs to its end, then watch exits 0."""
+    watch = start(watches, "--data-dir", str(sample), "--initial-delay", "0", "--interval", "1h", "--wait", "60s",
+                  "--threshold", "1")
+    watch.wait_for(watch.out, "[janitor] watch: first pass in 0s")
+    time.sleep(0.3)  # the pass is now waiting for the lock
+
+    watch.process.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    assert watch.process.poll() is None, "watch ended in the middle of a pass"
+    fcntl.flock(locked, fcntl.LOCK_UN)
+    code = watch.process.wait(timeout=PATIENCE)
+    watch.stop(signal.SIGTERM)  # already ended: joins the readers
+
+    assert code == 0, watch.err
+    assert watch.count(watch.out, SUMMARY) == 1
+    assert watch.out[-2].startswith(SUMMARY) and watch.out[-1] == "[janitor] watch: stopped by SIGTERM"
+    assert not (sample / ORPHAN).exists()
