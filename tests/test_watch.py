@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import IO
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from datagc.demo import build_sample
 from tests.helpers import DATAGC, clean_env
@@ -182,3 +183,25 @@ def test_a_signal_during_a_pass_lets_the_pass_finish(sample: Path, locked: int, 
     assert watch.count(watch.out, SUMMARY) == 1
     assert watch.out[-2].startswith(SUMMARY) and watch.out[-1] == "[janitor] watch: stopped by SIGTERM"
     assert not (sample / ORPHAN).exists()
+
+
+def test_each_pass_rewrites_the_metrics_textfile(sample: Path, tmp_path: Path, watches: list[Watch]) -> None:
+    textfile = tmp_path / "datagc.prom"
+    watch = start(watches, "--data-dir", str(sample), "--initial-delay", "0", "--interval", "300ms",
+                  "--threshold", "1", "--metrics-textfile", str(textfile))
+
+    watch.wait_for(watch.out, SUMMARY, count=2)  # the first pass's file is written before the second pass starts
+    first = pass_timestamp(textfile)  # of a pass whose summary line is already out
+    watch.wait_for(watch.out, SUMMARY, count=watch.count(watch.out, SUMMARY) + 1)
+    code = watch.stop(signal.SIGTERM)  # the last pass completes, metrics included, before watch exits
+
+    assert code == 0
+    assert pass_timestamp(textfile) > first
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["data", "datagc.prom"]
+
+
+def pass_timestamp(textfile: Path) -> float:
+    for family in text_string_to_metric_families(textfile.read_text()):
+        if family.name == "datagc_pass_timestamp_seconds":
+            return float(family.samples[0].value)
+    raise AssertionError(f"no datagc_pass_timestamp_seconds in {textfile}")
