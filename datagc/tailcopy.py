@@ -17,8 +17,9 @@ One rotation, for writers that open the path, append one line and close
    old inode. It is kept open and whatever it gains is appended to the new log,
    complete lines in one ``write`` each (O_APPEND, so never inside a line the
    service is appending by path). A read lease on the old inode tells exactly
-   when no writer has it open any more; where leases are unavailable, a short
-   quiet period is waited for instead. A partial line left at the end is
+   when no writer has it open any more; where leases are unavailable (another
+   owner without CAP_LEASE, a filesystem without them), a quiet period of
+   ``QUIET_S`` is waited for instead. A partial line left at the end is
    carried over as it is, never dropped.
 
 A writer that keeps the log open for good (a long-lived descriptor) is not
@@ -44,8 +45,11 @@ from datagc.safety import DataDir, commit_temp, create_temp_like, discard_temp, 
 BLOCK = 256 * 1024
 #: Bytes read per step when carrying appended lines over after the rename.
 CHUNK = 1024 * 1024
-#: How long the old inode must stay quiet (lease held, or no growth) to be done with it.
+#: How long a read lease on the old inode must stay unbroken to be done with it.
 SETTLE_S = 0.02
+#: Without leases: how long the old inode must stop growing to be done with it. Longer, because it must
+#: also cover a writer that opened the old path just before the rename and was descheduled before writing.
+QUIET_S = 0.1
 #: How long to wait at most for writers still holding the old inode open.
 MAX_WAIT_S = 2.0
 #: Rounds of copying what was appended before the rename (the rest is caught up after it).
@@ -381,7 +385,7 @@ def _wait_for_writers(carry: _Carry, settle: float, max_wait: float) -> bool:
                 use_lease = False
             elif quiet:
                 return True
-        elif time.monotonic() - quiet_since >= settle:
+        elif time.monotonic() - quiet_since >= QUIET_S:
             return True
         if time.monotonic() >= deadline:
             return False
