@@ -5,86 +5,33 @@ from __future__ import annotations
 import fcntl
 import os
 import signal
-import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from datagc.demo import build_sample
 from tests.helpers import DATAGC, clean_env
+from tests.process_lines import Running
 
 ORPHAN = "posts.json.tmp.1763000000000"
 SUMMARY = "[janitor] run-all: "
-#: generous: two cores shared with the whole suite
-PATIENCE = 30.0
-
-
-class Watch:
-    """A running ``datagc watch`` whose stdout and stderr lines are collected as they come."""
-
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
-        self.process = subprocess.Popen(
-            [DATAGC, "watch", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env=clean_env(env),
-        )
-        self.out: list[str] = []
-        self.err: list[str] = []
-        self._changed = threading.Condition()
-        assert self.process.stdout is not None and self.process.stderr is not None
-        self._readers = [threading.Thread(target=self._read, args=(stream, lines), daemon=True)
-                         for stream, lines in ((self.process.stdout, self.out), (self.process.stderr, self.err))]
-        for reader in self._readers:
-            reader.start()
-
-    def _read(self, stream: IO[str], lines: list[str]) -> None:
-        for line in stream:
-            with self._changed:
-                lines.append(line.rstrip("\n"))
-                self._changed.notify_all()
-        with self._changed:
-            self._changed.notify_all()
-
-    def count(self, lines: list[str], text: str) -> int:
-        with self._changed:
-            return sum(text in line for line in lines)
-
-    def wait_for(self, lines: list[str], text: str, count: int = 1, timeout: float = PATIENCE) -> None:
-        """Until ``count`` lines contain ``text``; fails (with what was seen) on timeout or exit."""
-        with self._changed:
-            seen = self._changed.wait_for(
-                lambda: sum(text in line for line in lines) >= count or self.process.poll() is not None, timeout)
-            found = sum(text in line for line in lines)
-        assert seen and found >= count, f"waited for {count}x {text!r}; stdout={self.out} stderr={self.err}"
-
-    def stop(self, signum: signal.Signals, timeout: float = PATIENCE) -> int:
-        self.process.send_signal(signum)
-        code = self.process.wait(timeout=timeout)
-        for reader in self._readers:
-            reader.join(timeout=5)
-        return code
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
 
 
 @pytest.fixture
-def watches() -> Iterator[list[Watch]]:
+def watches() -> Iterator[list[Running]]:
     """Every watch a test starts is killed at its end, whatever happened."""
-    started: list[Watch] = []
+    started: list[Running] = []
     yield started
     for watch in started:
         watch.close()
 
 
-def start(watches: list[Watch], *args: str, env: dict[str, str] | None = None) -> Watch:
-    watch = Watch(*args, env=env)
+def start(watches: list[Running], *args: str, env: dict[str, str] | None = None) -> Running:
+    """Start ``datagc watch ARGS``."""
+    watch = Running([DATAGC, "watch", *args], clean_env(env))
     watches.append(watch)
     return watch
 
@@ -106,7 +53,7 @@ def locked(sample: Path) -> Iterator[int]:
         os.close(fd)
 
 
-def test_passes_run_on_the_interval_as_plain_lines_until_sigterm(sample: Path, watches: list[Watch]) -> None:
+def test_passes_run_on_the_interval_as_plain_lines_until_sigterm(sample: Path, watches: list[Running]) -> None:
     watch = start(watches, "--data-dir", str(sample), "--initial-delay", "200ms", "--interval", "500ms",
                   "--threshold", "1", env={"TEST_MODE": "true"})
 
@@ -123,7 +70,7 @@ def test_passes_run_on_the_interval_as_plain_lines_until_sigterm(sample: Path, w
     assert watch.err == []
 
 
-def test_test_mode_defaults_and_a_signal_during_the_wait_ends_it_at_once(sample: Path, watches: list[Watch]) -> None:
+def test_test_mode_defaults_and_a_signal_during_the_wait_ends_it_at_once(sample: Path, watches: list[Running]) -> None:
     watch = start(watches, "--data-dir", str(sample), env={"TEST_MODE": "true"})
     watch.wait_for(watch.out, "[janitor] watch: first pass in 2s, then every 5s")
 
@@ -137,7 +84,7 @@ def test_test_mode_defaults_and_a_signal_during_the_wait_ends_it_at_once(sample:
     assert (sample / ORPHAN).exists()
 
 
-def test_a_held_lock_skips_the_pass_and_the_loop_goes_on(sample: Path, locked: int, watches: list[Watch]) -> None:
+def test_a_held_lock_skips_the_pass_and_the_loop_goes_on(sample: Path, locked: int, watches: list[Running]) -> None:
     watch = start(watches, "--data-dir", str(sample), "--initial-delay", "0", "--interval", "300ms",
                   "--threshold", "1")
 
@@ -151,7 +98,7 @@ def test_a_held_lock_skips_the_pass_and_the_loop_goes_on(sample: Path, locked: i
     assert not (sample / ORPHAN).exists()
 
 
-def test_a_missing_data_dir_fails_passes_until_it_appears(tmp_path: Path, watches: list[Watch]) -> None:
+def test_a_missing_data_dir_fails_passes_until_it_appears(tmp_path: Path, watches: list[Running]) -> None:
     root = tmp_path / "not-yet-mounted"
     watch = start(watches, "--data-dir", str(root), "--initial-delay", "0", "--interval", "300ms",
                   "--threshold", "1")
@@ -165,7 +112,7 @@ def test_a_missing_data_dir_fails_passes_until_it_appears(tmp_path: Path, watche
     assert "Traceback" not in "\n".join(watch.err)
 
 
-def test_a_signal_during_a_pass_lets_the_pass_finish(sample: Path, locked: int, watches: list[Watch]) -> None:
+def test_a_signal_during_a_pass_lets_the_pass_finish(sample: Path, locked: int, watches: list[Running]) -> None:
     """SIGTERM while the pass waits for the lock: the pass still runs to its end, then watch exits 0."""
     watch = start(watches, "--data-dir", str(sample), "--initial-delay", "0", "--interval", "1h", "--wait", "60s",
                   "--threshold", "1")
@@ -176,8 +123,7 @@ def test_a_signal_during_a_pass_lets_the_pass_finish(sample: Path, locked: int, 
     time.sleep(0.5)
     assert watch.process.poll() is None, "watch ended in the middle of a pass"
     fcntl.flock(locked, fcntl.LOCK_UN)
-    code = watch.process.wait(timeout=PATIENCE)
-    watch.stop(signal.SIGTERM)  # already ended: joins the readers
+    code = watch.finish()
 
     assert code == 0, watch.err
     assert watch.count(watch.out, SUMMARY) == 1
@@ -185,7 +131,7 @@ def test_a_signal_during_a_pass_lets_the_pass_finish(sample: Path, locked: int, 
     assert not (sample / ORPHAN).exists()
 
 
-def test_each_pass_rewrites_the_metrics_textfile(sample: Path, tmp_path: Path, watches: list[Watch]) -> None:
+def test_each_pass_rewrites_the_metrics_textfile(sample: Path, tmp_path: Path, watches: list[Running]) -> None:
     textfile = tmp_path / "datagc.prom"
     watch = start(watches, "--data-dir", str(sample), "--initial-delay", "0", "--interval", "300ms",
                   "--threshold", "1", "--metrics-textfile", str(textfile))

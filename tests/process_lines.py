@@ -1,0 +1,66 @@
+"""A long-running subprocess whose output lines are collected as they come, to wait on and assert against."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import threading
+from collections.abc import Sequence
+from typing import IO
+
+#: generous: two cores shared with the whole suite
+PATIENCE = 30.0
+
+
+class Running:
+    """``argv`` started with stdout and stderr read line by line (``merge``: stderr into ``out``)."""
+
+    def __init__(self, argv: Sequence[str], env: dict[str, str], merge: bool = False) -> None:
+        self.process = subprocess.Popen(
+            list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT if merge else subprocess.PIPE,
+            text=True, env=env,
+        )
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self._changed = threading.Condition()
+        streams = [(self.process.stdout, self.out), (self.process.stderr, self.err)]
+        self._readers = [threading.Thread(target=self._read, args=(stream, lines), daemon=True)
+                         for stream, lines in streams if stream is not None]
+        for reader in self._readers:
+            reader.start()
+
+    def _read(self, stream: IO[str], lines: list[str]) -> None:
+        for line in stream:
+            with self._changed:
+                lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    def count(self, lines: list[str], text: str) -> int:
+        with self._changed:
+            return sum(text in line for line in lines)
+
+    def wait_for(self, lines: list[str], text: str, count: int = 1, timeout: float = PATIENCE) -> None:
+        """Until ``count`` lines contain ``text``; fails (with what was seen) on timeout or exit."""
+        with self._changed:
+            self._changed.wait_for(
+                lambda: sum(text in line for line in lines) >= count or self.process.poll() is not None, timeout)
+            found = sum(text in line for line in lines)
+        assert found >= count, f"waited for {count}x {text!r}; stdout={self.out} stderr={self.err}"
+
+    def finish(self, timeout: float = PATIENCE) -> int:
+        """Wait for the exit and for every line of output."""
+        code = self.process.wait(timeout=timeout)
+        for reader in self._readers:
+            reader.join(timeout=5)
+        return code
+
+    def stop(self, signum: signal.Signals, timeout: float = PATIENCE) -> int:
+        self.process.send_signal(signum)
+        return self.finish(timeout)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
