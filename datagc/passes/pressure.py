@@ -19,6 +19,15 @@ Where the spec is silent:
   are published, which are referenced), so every media file is kept, the
   step is an error and the disk stays above the threshold.
 - A file with other hard links frees nothing: never a victim, listed as kept.
+- With ``cdn.verify``, a copy ranks as published only once the CDN answered
+  for it (200, same size). The published victims are checked; if some fail,
+  the plan is made again with only the confirmed copies ranked first (the
+  others rank with the local-only copies), so no unconfirmed copy goes early.
+- ``protect.patterns`` match the file name; a pattern with a ``/`` matches the
+  path relative to DATA_DIR.
+- The walk covers all of DATA_DIR (each file once, only media are
+  candidates), so that when eviction is not enough the report can say which
+  entries hold the space and how much of the disk DATA_DIR accounts for.
 """
 
 from __future__ import annotations
@@ -53,6 +62,8 @@ from datagc.units import human_age
 PUBLISHED, UNREFERENCED, REFERENCED = 0, 1, 2
 CLASS_NAMES = ("published", "unreferenced", "referenced")
 CLASS_DETAILS = ("on the CDN", "unreferenced", "referenced by the feed")
+#: added to the detail of a published copy the CDN confirmed (``cdn.verify``)
+VERIFIED = ", verified"
 #: entries of DATA_DIR named when the disk stays above the threshold
 TOP_HOLDERS = 5
 
@@ -103,10 +114,6 @@ class PressurePlan:
     @property
     def planned_bytes(self) -> int:
         return sum(total.bytes for total in self.chosen)
-
-    @property
-    def planned_files(self) -> int:
-        return sum(total.files for total in self.chosen)
 
     @property
     def exhausted(self) -> bool:
@@ -343,23 +350,39 @@ def _run(ctx: PassContext, verify_timeout: float) -> StepReport:
                              "and the disk is still above the threshold; repair the feed or free space by hand",
                        index.problems[0].errno)
 
-    plan, holdings = _observe_and_plan(ctx, before, index.published, index)
-    if config.cdn.verify and (requests := _to_verify(plan, index)):
-        verdicts = cdn.verify_all(requests, verify_timeout)
-        confirmed = {path: index.published[path] for path, verdict in verdicts.items() if verdict.ok}
-        if len(confirmed) < len(verdicts):
-            step.notes.extend(f"{path} ranked as a local-only copy although the feed shows it on the CDN: "
-                              f"{verdict.why}" for path, verdict in verdicts.items() if not verdict.ok)
-            plan, holdings = _observe_and_plan(ctx, before, confirmed, index)  # only confirmed copies rank first
-        plan.actions = [_verified(action, confirmed) for action in plan.actions]
-
+    plan, holdings = _plan(ctx, before, index, step, verify_timeout)
     _report_walk_errors(step, holdings, config.sweep.media_dirs)
-    _report_unwalked_media_dirs(step, ctx.data_dir, config.sweep.media_dirs)
+    _report_unwalked_media_dirs(step, data_dir, config.sweep.media_dirs)
     step.kept.extend(plan.kept)
     if not ctx.dry_run:
         for path in feed.clean_stale_feed_temps(data_dir, config):
             step.notes.append(f"removed {path}, left by an interrupted datagc feed rewrite")
     execute(ctx, plan.actions, step)
+    return _conclude(step, ctx, before, plan, holdings, headline)
+
+
+def _plan(
+    ctx: PassContext, before: DiskUsage, index: feed.FeedIndex, step: StepReport, verify_timeout: float
+) -> tuple[PressurePlan, Holdings]:
+    """Observe and plan; with ``cdn.verify``, plan again if some published victims are not on the CDN."""
+    plan, holdings = _observe_and_plan(ctx, before, index.published, index)
+    if not ctx.config.cdn.verify or not (requests := _to_verify(plan, index)):
+        return plan, holdings
+    verdicts = cdn.verify_all(requests, verify_timeout)
+    confirmed = {path: index.published[path] for path, verdict in verdicts.items() if verdict.ok}
+    if len(confirmed) < len(verdicts):
+        step.notes.extend(f"{path} ranked as a local-only copy although the feed shows it on the CDN: "
+                          f"{verdict.why}" for path, verdict in verdicts.items() if not verdict.ok)
+        plan, holdings = _observe_and_plan(ctx, before, confirmed, index)
+    plan.actions = [_verified(action, confirmed) for action in plan.actions]
+    return plan, holdings
+
+
+def _conclude(
+    step: StepReport, ctx: PassContext, before: DiskUsage, plan: PressurePlan, holdings: Holdings, headline: str
+) -> StepReport:
+    """Measure again (project, dry-run), set the exit bits, and say what happened."""
+    settings = ctx.config.pressure
     deleted = [action for action in step.actions if isinstance(action, Delete)]
     if deleted:
         step.flags |= Exit.PRESSURE_DELETED
@@ -370,7 +393,7 @@ def _run(ctx: PassContext, verify_timeout: float) -> StepReport:
         outcome = f"would delete {evicted}; projected {_percent(after.used_fraction)}"
     else:
         try:
-            after = disk_usage(data_dir.fd)
+            after = disk_usage(ctx.data_dir.fd)
         except OSError as error:
             step.notes.insert(0, f"{headline}; deleted {evicted}")
             return _failed(step, f"cannot measure the disk again after the deletions (statfs: {error.strerror})",
@@ -422,13 +445,15 @@ def _to_verify(plan: PressurePlan, index: feed.FeedIndex) -> dict[str, tuple[str
 
 def _verified(action: Action, confirmed: Container[str]) -> Action:
     if isinstance(action, Delete) and action.detail == CLASS_DETAILS[PUBLISHED] and action.path in confirmed:
-        return dataclasses.replace(action, detail=f"{action.detail}, verified")
+        return dataclasses.replace(action, detail=action.detail + VERIFIED)
     return action
 
 
 def _report_walk_errors(step: StepReport, holdings: Holdings, media_dirs: Sequence[str]) -> None:
     """Unreadable media directories fail the step (their files were kept); elsewhere they only blur the tally."""
     for path, error in holdings.errors:
+        if error.errno == errno.ENOENT:
+            continue  # removed while the walk went on: nothing there to evict
         if is_media_path(path, media_dirs) or path in media_dirs:
             message = f"{path} cannot be read ({error.strerror}); its files were kept"
             step.notes.append(message)
@@ -471,8 +496,7 @@ def _describe_plan(step: StepReport, plan: PressurePlan, deleted: Sequence[Delet
 
 
 def _class_of(action: Delete) -> str:
-    return next(name for name, detail in zip(CLASS_NAMES, CLASS_DETAILS, strict=True)
-                if action.detail.startswith(detail))
+    return CLASS_NAMES[CLASS_DETAILS.index(action.detail.removesuffix(VERIFIED))]
 
 
 def _tallies_json(tallies: Mapping[str, Tally]) -> dict[str, dict[str, int]]:
