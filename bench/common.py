@@ -7,12 +7,15 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 DATAGC = str(Path(sys.executable).with_name("datagc"))
+#: GNU time, for the peak memory of one command (optional: without it the peak is not measured)
+TIME = shutil.which("time", path="/usr/bin:/bin")
 
 
 @dataclass(frozen=True)
@@ -43,19 +46,22 @@ def drop_caches() -> None:
 
 
 def run_once(argv: Sequence[str], ok_codes: Sequence[int] = (0,)) -> tuple[float, float]:
-    """Run ``argv``; return (wall seconds, peak RSS MiB) of that process alone (wait4 rusage)."""
-    start = time.perf_counter()
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    elapsed = time.perf_counter() - start
-    code = os.waitstatus_to_exitcode(status)
-    process.returncode = code
-    if code not in ok_codes:
-        error = process.stderr.read().decode(errors="replace") if process.stderr else ""
-        raise RuntimeError(f"{' '.join(argv)} exited {code}: {error[-2000:]}")
-    if process.stderr:
-        process.stderr.close()
-    return elapsed, usage.ru_maxrss / 1024
+    """Run ``argv``; return (wall seconds, peak RSS MiB of that process alone).
+
+    The peak comes from GNU time (``%M``), not from this process's wait4: a
+    child's ru_maxrss also counts the memory of the fork it was exec'd from.
+    """
+    with tempfile.NamedTemporaryFile("r") as memory:
+        command = [TIME, "-f", "%M", "-o", memory.name, *argv] if TIME else list(argv)
+        start = time.perf_counter()
+        process = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
+        elapsed = time.perf_counter() - start
+        if process.returncode not in ok_codes:
+            error = process.stderr.decode(errors="replace")
+            raise RuntimeError(f"{' '.join(argv)} exited {process.returncode}: {error[-2000:]}")
+        lines = memory.read().split()
+    peak_kib = float(lines[-1]) if lines and lines[-1].isdigit() else float("nan")
+    return elapsed, peak_kib / 1024
 
 
 def time_command(
