@@ -21,6 +21,22 @@ if [ "$#" -eq 0 ]; then
     exit 64
 fi
 
+# Signals are trapped first, so that one arriving while things start is not lost.
+service_pid=""
+watch_pid=""
+stopping=""
+stop_both() {
+    stopping=1
+    for pid in $service_pid $watch_pid; do
+        kill -TERM "$pid" 2>/dev/null
+    done
+}
+forward_hup() {
+    [ -z "$service_pid" ] || kill -HUP "$service_pid" 2>/dev/null
+}
+trap stop_both TERM INT
+trap forward_hup HUP
+
 # 1. One read-only look before the service starts: the [disk-audit] lines in
 #    `docker logs` are the first thing to read in an incident. 32 (above the
 #    pressure threshold) is worth reading, not a reason to stay down.
@@ -30,18 +46,14 @@ case $audit_status in
     0 | 32) ;;
     *) echo "[entrypoint] datagc audit exited $audit_status; starting the service anyway" >&2 ;;
 esac
+[ -z "$stopping" ] || exit 143
 
 # 2. The watch (run-all every watch.interval) and the service, side by side.
 datagc watch &
 watch_pid=$!
 "$@" &
 service_pid=$!
-
-stop_both() {
-    kill -TERM "$service_pid" "$watch_pid" 2>/dev/null
-}
-trap stop_both TERM INT
-trap 'kill -HUP "$service_pid" 2>/dev/null' HUP
+[ -z "$stopping" ] || stop_both
 
 # 3. Wait for the service. A trapped signal cuts `wait` short (status > 128),
 #    so wait again while it is still there; a last wait collects its status.
