@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import fnmatch
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -26,7 +27,7 @@ from typing import Any
 import orjson
 import pytest
 
-from datagc.demo import MEDIA, build_sample
+from datagc.demo import MEDIA, build_sample, write_event_log
 from tests.helpers import DATAGC, clean_env, run_datagc
 from tests.mounts import MiB, fill, loop_ext4, tmpfs
 from tests.proof import (
@@ -61,6 +62,7 @@ THRESHOLD = 0.70
 TARGET = 0.60
 MIN_AGE = DAY
 SCALE = 0.25  # media sizes: the sample's real sizes would not fit next to the log
+EVENTS_BYTES = 54_000_000  # > 50 MiB: past the rotation trigger
 
 
 @dataclass
@@ -77,12 +79,21 @@ class Layout:
     target: float = TARGET  # the run's pressure.target
 
 
-def lay_out(
-    root: Path, events_bytes: int | None, extra: list[tuple[str, int, float]], scale: float = SCALE
-) -> Layout:
-    """The sample (real bytes, media at ``scale``) plus ``extra`` aged media (path, bytes, age in days)."""
+@pytest.fixture(scope="module")
+def big_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An event log past the rotation trigger, generated once for the module."""
+    path = tmp_path_factory.mktemp("log") / "events.jsonl"
+    write_event_log(path, EVENTS_BYTES, time.time())
+    return path
+
+
+def lay_out(root: Path, log: Path | None, extra: list[tuple[str, int, float]], scale: float = SCALE) -> Layout:
+    """The sample (real bytes, media at ``scale``) with ``log`` as its event log (the sample's 200 events if
+    None), plus ``extra`` aged media (path, bytes, age in days)."""
     now = time.time()
-    build_sample(root, now, real_bytes=True, scale=scale, events_bytes=events_bytes)
+    build_sample(root, now, real_bytes=True, scale=scale)
+    if log is not None:
+        shutil.copyfile(log, root / "events.jsonl")
     for path, size, age_days in extra:
         write_media(root / path, size, age_days, now)
     ages = {media.path: media.age_days * DAY for media in MEDIA}
@@ -233,15 +244,14 @@ def check_pass(layout: Layout, report: dict[str, Any], code: int) -> None:
 # --- tmpfs: run-all and one watch cycle --------------------------------------
 
 TMPFS_BYTES = 100 * MiB
-TMPFS_EVENTS = 54_000_000  # > 50 MiB: past the rotation trigger
 #: unreferenced media, younger than max_age: only pressure may take them
 TMPFS_EXTRA = [(f"images/gen/{i:02d}.png", 1_600_000, 1.5 + i / 2) for i in range(11)]
 
 
 @pytest.fixture
-def full_tmpfs() -> Iterator[Layout]:
+def full_tmpfs(big_log: Path) -> Iterator[Layout]:
     with tmpfs(TMPFS_BYTES) as root:
-        layout = lay_out(root / "data", TMPFS_EVENTS, TMPFS_EXTRA)
+        layout = lay_out(root / "data", big_log, TMPFS_EXTRA)
         assert used_fraction(root) > THRESHOLD
         yield layout
 
@@ -314,16 +324,15 @@ def test_pressure_evicts_in_order_without_a_cdn() -> None:
 # --- ext4 filled to the last block ------------------------------------------
 
 EXT4_BYTES = 128 * MiB
-EXT4_EVENTS = 60_000_000
 EXT4_EXTRA = [(f"images/gen/{i:02d}.png", 2_000_000, age) for i, age in enumerate((1.5, 2, 3, 3.5, 4, 5, 6))]
 FILLER = "images/filler.png"
 FILLER_AGE_DAYS = 2.5
 
 
-def test_run_all_on_a_full_ext4_frees_space_then_rotates() -> None:
+def test_run_all_on_a_full_ext4_frees_space_then_rotates(big_log: Path) -> None:
     with loop_ext4(EXT4_BYTES) as mount:
         root = mount / "data"
-        layout = lay_out(root, EXT4_EVENTS, EXT4_EXTRA)
+        layout = lay_out(root, big_log, EXT4_EXTRA)
         filler = fill(root / "images", name=Path(FILLER).name)
         with pytest.raises(OSError) as full, (root / "images" / "one-more.png").open("wb") as more:
             more.write(b"x" * 4096)
