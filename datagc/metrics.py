@@ -2,8 +2,9 @@
 
 node_exporter's textfile collector reads every ``*.prom`` file of its
 directory on each scrape. The values describe the last pass (gauges), except
-``datagc_last_success_timestamp_seconds``, which a failing step carries over
-from the previous file so that "no success for 3 hours" can be alerted on.
+``datagc_last_success_timestamp_seconds``, carried over from the previous file
+for a step that failed or did not run, so that "no success for 3 hours" can be
+alerted on.
 This file is the one write datagc makes outside DATA_DIR, and only where the
 operator pointed ``metrics.textfile``.
 """
@@ -73,6 +74,7 @@ def build_registry(report: RunReport, previous: dict[str, float]) -> CollectorRe
     last_success = gauge(LAST_SUCCESS.removeprefix("datagc_"),
                          "When each step last finished without error (Unix time).", ("step",))
     finished = report.started_at + report.duration_seconds
+    successes = dict(previous)  # steps this pass didn't run (a lone `datagc sweep`) keep theirs
     for step in report.steps:
         errors.labels(step.name).set(1 if step.status == "error" else 0)
         step_reclaimed.labels(step.name).set(step.reclaimed_bytes)
@@ -85,9 +87,10 @@ def build_registry(report: RunReport, previous: dict[str, float]) -> CollectorRe
             if isinstance(action, Rotate):
                 log_before.labels(action.path).set(action.bytes_before)
                 log_after.labels(action.path).set(action.bytes_after)
-        when = finished if step.status in SUCCEEDED else previous.get(step.name)
-        if when is not None:
-            last_success.labels(step.name).set(when)
+        if step.status in SUCCEEDED:
+            successes[step.name] = finished
+    for name, when in successes.items():
+        last_success.labels(name).set(when)
 
     used = gauge("disk_used_fraction", "Used fraction of the filesystem holding DATA_DIR (df's Use%).", ("when",))
     free = gauge("disk_free_bytes", "Bytes available on the filesystem holding DATA_DIR.", ("when",))

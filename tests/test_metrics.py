@@ -147,3 +147,19 @@ def test_a_metrics_file_that_cannot_be_written_adds_bit_1_and_says_so(sample: Pa
     assert f"datagc: metrics file {missing} not written: No such file or directory" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (sample / "posts.json.tmp.1763000000000").exists(), "the pass itself was done"
+
+
+def test_a_single_pass_command_keeps_the_other_steps_last_success(sample: Path, textfile: Path) -> None:
+    run_all(sample, textfile)
+    before, _ = read_metrics(textfile)
+
+    result = run_datagc("sweep", "--data-dir", str(sample), "--metrics-textfile", str(textfile))
+
+    assert result.code == 0, result.stderr
+    after, _ = read_metrics(textfile)
+    for name in ("rotate", "pressure"):
+        assert value(after, "datagc_last_success_timestamp_seconds", step=name) == value(
+            before, "datagc_last_success_timestamp_seconds", step=name)
+    assert value(after, "datagc_last_success_timestamp_seconds", step="sweep") > value(
+        before, "datagc_last_success_timestamp_seconds", step="sweep")
+    assert set(after["datagc_step_error"]) == {(("step", "sweep"),)}, "the pass's own gauges: its steps only"
