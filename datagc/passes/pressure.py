@@ -222,7 +222,9 @@ def plan_pressure(
             while chosen_bytes - heap[0][3].allocated >= need:
                 chosen_bytes -= heapq.heappop(heap)[3].allocated
     plan.eligible = [Tally(files, size) for files, size in zip(eligible_files, eligible_bytes, strict=True)]
-    for _, _, rank, file in sorted(heap, reverse=True):
+    heap.sort()  # the last victim first: pop() yields them in eviction order, each entry freed as it goes
+    while heap:
+        _, _, rank, file = heap.pop()
         plan.chosen[rank].add(file.allocated)
         plan.actions.extend(local_refs.get(file.path, ()))
         plan.actions.append(
