@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import multiprocessing
 import os
 import random
 import shutil
@@ -56,21 +55,6 @@ def mounted(image: Path, point: Path) -> Iterator[Path]:
 
 
 def build_image(image: Path, point: Path, count: int) -> None:
-    """Build the image in a child process.
-
-    The peak RSS of a command is taken from ``wait4``, and the kernel counts
-    in it the RSS of the process that forked it (the high-water mark is
-    carried over at exec): building a million-file tree here would be
-    charged to every datagc run after it.
-    """
-    child = multiprocessing.get_context("fork").Process(target=_build_image, args=(image, point, count))
-    child.start()
-    child.join()
-    if child.exitcode != 0:
-        raise RuntimeError(f"building {image} failed (exit {child.exitcode})")
-
-
-def _build_image(image: Path, point: Path, count: int) -> None:
     """An ext4 image holding DATA_DIR (``data/``) with ``count`` one-block media files of distinct ages."""
     image.unlink(missing_ok=True)
     inodes = count + count // 10 + 1000
