@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from datagc import safety
-from datagc.cdn import cdn_paths, is_media_path, local_paths
+from datagc.cdn import cdn_paths, local_paths, media_prefixes
 from datagc.config import Config
 from datagc.model import FeedNull
 
@@ -271,8 +271,8 @@ def null_references(data_dir: safety.DataDir, config: Config, paths: Collection[
     files) are never named by a URL and never blocked.
     """
     outcome = NullOutcome()
-    media_dirs = config.sweep.media_dirs
-    targets = {path for path in paths if is_media_path(path, media_dirs)}
+    prefixes = media_prefixes(config.sweep.media_dirs)
+    targets = {path for path in paths if path.startswith(prefixes)}
     if not targets:
         return outcome
     for feed in config.feed.files:
