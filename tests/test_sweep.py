@@ -281,3 +281,13 @@ def test_cli_unreadable_subdirectory_is_an_error_and_the_rest_is_swept(tmp_path:
     assert "voice/private cannot be read (Permission denied)" in step["error"]
     assert private.exists()
     assert files(data) == (SAMPLE - set(SWEPT_WITH_CDN)) | {"voice/private/old.mp3"}
+
+
+def test_a_media_dir_that_is_a_symlink_is_not_entered(data: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    (data / "voice").rename(elsewhere)
+    (data / "voice").symlink_to(elsewhere, target_is_directory=True)
+    step = run_sweep(data, cdn__enabled=True)
+    assert (elsewhere / "old" / "monologue-1763000000.mp3").exists()
+    assert "voice is a symbolic link; not entered, nothing in it was touched" in step.notes
+    assert step.status == "ok"

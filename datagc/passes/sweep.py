@@ -30,6 +30,7 @@ import errno
 import fnmatch
 import os
 import re
+import stat
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
@@ -45,6 +46,12 @@ from datagc.model import Action, Delete, Kept, PassContext, Reason, StepReport
 #: seconds a CDN HEAD request may take before the file is kept as unverified
 VERIFY_TIMEOUT = 10.0
 _NS = 1_000_000_000
+#: walk errors that are the safety rules at work, not failures
+_NOT_ENTERED = {
+    errno.ELOOP: "is a symbolic link",
+    errno.ENOTDIR: "is not a directory",
+    errno.EXDEV: "is on another filesystem",
+}
 
 
 class SweepFile(NamedTuple):
@@ -222,9 +229,9 @@ def run(ctx: PassContext, *, verify_timeout: float = VERIFY_TIMEOUT) -> StepRepo
     def walk_error(path: str, error: OSError) -> None:
         if error.errno == errno.ENOENT:
             return  # a media directory that doesn't exist (yet) holds nothing
-        if error.errno in (errno.ELOOP, errno.ENOTDIR, errno.EXDEV):
-            step.notes.append(f"{path or '.'} is a symbolic link, not a directory or on another filesystem; "
-                              "not entered")
+        if error.errno in _NOT_ENTERED:
+            what = "is a symbolic link" if _is_symlink(data_dir, path) else _NOT_ENTERED[error.errno]
+            step.notes.append(f"{path or '.'} {what}; not entered, nothing in it was touched")
             return
         message = f"{path or '.'} cannot be read ({error.strerror}); its files were left as they were"
         errors.append((error.errno, message))
@@ -253,6 +260,14 @@ def run(ctx: PassContext, *, verify_timeout: float = VERIFY_TIMEOUT) -> StepRepo
     execute(ctx, plan.actions, step)
     _finish(step, errors, plan.scanned)
     return step
+
+
+def _is_symlink(data_dir: safety.DataDir, path: str) -> bool:
+    """For the note only: open_dir reports a symlinked directory as ENOTDIR."""
+    try:
+        return stat.S_ISLNK(os.stat(path or ".", dir_fd=data_dir.fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
 
 
 def _finish(step: StepReport, errors: list[tuple[int | None, str]], scanned: int) -> None:
