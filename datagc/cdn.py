@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import posixpath
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 from urllib.parse import unquote, urlsplit
+
+#: seconds a HEAD request to the CDN may take before the copy is kept
+VERIFY_TIMEOUT = 10.0
 
 #: how many HEAD requests run at once
 VERIFY_WORKERS = 8
@@ -128,6 +129,9 @@ def verify(url: str, local_size: int, timeout: float) -> Verdict:
     Any other answer, a timeout or a network error is not ok, with the reason.
     Unpacks as ``(ok, why)``-first; redirects are followed.
     """
+    import urllib.error  # only when cdn.verify is on: urllib costs ~50 ms of start-up
+    import urllib.request
+
     request = urllib.request.Request(url, method="HEAD", headers={"User-Agent": "datagc"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:

@@ -43,9 +43,10 @@ class Opt:
     info: Any
     key: str | None = None
 
-    @property
-    def flag(self) -> str:
-        return next(name for name in self.info.param_decls if name.startswith("--")).split("/")[0]
+    def flag_given(self, value: Any) -> str:
+        """The flag that gave ``value``: ``--no-cdn`` for False from ``--cdn/--no-cdn``."""
+        on, _, off = next(name for name in self.info.param_decls if name.startswith("--")).partition("/")
+        return off if off and value is False else on
 
 
 def _opt(param: str, decl: str, help: str, key: str | None = None, metavar: str | None = None) -> Opt:
@@ -119,7 +120,7 @@ class Invocation:
         from datagc.config import FlagValue, load_config
 
         flags = {
-            opt.key: FlagValue(opt.flag, self.values[opt.param])
+            opt.key: FlagValue(opt.flag_given(self.values[opt.param]), self.values[opt.param])
             for opt in self.opts
             if opt.key is not None and self.values.get(opt.param) is not None
         }

@@ -19,7 +19,7 @@ Reason = Literal["age", "published", "temp", "pressure"]
 StepStatus = Literal["ok", "error", "skipped", "disabled"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Delete:
     """Unlink one regular file, if it is still what was planned (``identity``)."""
 
@@ -33,7 +33,7 @@ class Delete:
     kind: Literal["delete"] = "delete"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FeedNull:
     """Set ``field`` of the feed entry ``post`` to null because it names a file being deleted."""
 
@@ -44,7 +44,7 @@ class FeedNull:
     kind: Literal["feed-null"] = "feed-null"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Rotate:
     """Keep only the tail of an event log."""
 
@@ -58,7 +58,7 @@ class Rotate:
 Action = Delete | FeedNull | Rotate
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Kept:
     """A file the plan or the executor chose to keep, and why (shown with --verbose)."""
 

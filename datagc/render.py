@@ -12,22 +12,26 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-import humanize
 import orjson
 
 from datagc.model import Action, Delete, FeedNull, Rotate, RunReport, StepReport
 from datagc.passes.audit import AuditReport, ProgressCallback
 from datagc.safety import DiskUsage
-from datagc.units import human_age
+from datagc.units import human_age, human_size
 
 JSON_VERSION = 1
 #: rows of actions shown in a rich table before "… and N more"
 TABLE_ROWS = 30
 
 
-def size(count: int) -> str:
-    """``2.1MB`` — humanize's decimal units, without the space, as operators grep for them."""
-    return humanize.naturalsize(count).replace(" ", "")
+size = human_size
+
+
+def people_size(count: int) -> str:
+    """``2.1 MB`` for the terminal views (humanize; they show a screenful, so its cost doesn't matter)."""
+    import humanize
+
+    return humanize.naturalsize(count)
 
 
 def percent(fraction: float) -> str:
@@ -342,7 +346,7 @@ class Renderer:
         console = self._console(self.out)
         console.print(f"[bold]datagc audit[/bold] of {printable(report.data_dir)}")
         console.print(
-            f"{size(report.total_bytes)} allocated ({size(report.apparent_bytes)} apparent) in "
+            f"{people_size(report.total_bytes)} allocated ({people_size(report.apparent_bytes)} apparent) in "
             f"{report.files:,} files and {report.dirs:,} directories",
             markup=False,
         )
@@ -350,27 +354,28 @@ class Renderer:
             disk = report.disk
             state = "[red]above[/red]" if disk.used_fraction > report.threshold else "below"
             console.print(
-                f"disk: {percent(disk.used_fraction)} used of {size(disk.total_bytes)}, "
-                f"{size(disk.free_bytes)} free — {state} the pressure threshold {percent(report.threshold)}"
+                f"disk: {percent(disk.used_fraction)} used of {people_size(disk.total_bytes)}, "
+                f"{people_size(disk.free_bytes)} free — {state} the pressure threshold {percent(report.threshold)}"
             )
         breakdown = Table(title="by top-level entry", title_justify="left")
         breakdown.add_column("entry")
         breakdown.add_column("size", justify="right")
         breakdown.add_column("files", justify="right")
         for entry in report.breakdown[:TABLE_ROWS]:
-            breakdown.add_row(printable(entry.path), size(entry.bytes), f"{entry.files:,}")
+            breakdown.add_row(printable(entry.path), people_size(entry.bytes), f"{entry.files:,}")
         console.print(breakdown)
         largest = Table(title="largest files", title_justify="left")
         largest.add_column("path")
         largest.add_column("size", justify="right")
         for large in report.largest:
-            largest.add_row(printable(large.path), size(large.bytes))
+            largest.add_row(printable(large.path), people_size(large.bytes))
         console.print(largest)
         if report.unaccounted_bytes is not None:
-            console.print(f"space df counts but the walk can't see: {size(report.unaccounted_bytes)}")
+            console.print(f"space df counts but the walk can't see: {people_size(report.unaccounted_bytes)}")
         for held in report.deleted_open:
             holder = f"held by pid {held.pid} ({held.command})"
-            console.print(f"  deleted but open: {printable(held.path)} {size(held.bytes)} {holder}", markup=False)
+            line = f"  deleted but open: {printable(held.path)} {people_size(held.bytes)} {holder}"
+            console.print(line, markup=False)
         for path in report.mounts:
             console.print(f"  other filesystem (not walked): {printable(path)}", markup=False)
         if report.symlinks:
@@ -381,11 +386,12 @@ class Renderer:
 
 def _rich_row(action: Action, dry_run: bool) -> tuple[str, str, str, str]:
     if isinstance(action, Rotate):
-        what = f"{size(action.bytes_before)} -> {size(action.bytes_after)}, kept {action.lines_kept:,} lines"
-        return ("rotate", printable(action.path), what, size(action.bytes_before - action.bytes_after))
+        sizes = f"{people_size(action.bytes_before)} -> {people_size(action.bytes_after)}"
+        what = f"{sizes}, kept {action.lines_kept:,} lines"
+        return ("rotate", printable(action.path), what, people_size(action.bytes_before - action.bytes_after))
     if isinstance(action, FeedNull):
         post = f" of {action.post}" if action.post else ""
         return ("feed-null", printable(action.path), f"{action.field}{post}: {action.url}", "")
     why = ", ".join(filter(None, [action.reason, action.detail, f"age {human_age(action.age)}"]))
-    return ("delete", printable(action.path), why, size(action.bytes))
+    return ("delete", printable(action.path), why, people_size(action.bytes))
 

@@ -87,6 +87,20 @@ def format_size(size: int) -> str:
     return f"{size}B"
 
 
+def human_size(count: int) -> str:
+    """``2.1MB``: decimal units as operators grep for them (humanize's naturalsize, without the space).
+
+    Written out because it runs once per deleted file: naturalsize cost ~4 µs a
+    line, most of the plain-line rendering of a 100k-file sweep.
+    """
+    if count < 1000:
+        return f"{count}B"
+    for power, unit in enumerate(("kB", "MB", "GB", "TB", "PB"), start=2):
+        if count < 1000**power or unit == "PB":
+            return f"{count / 1000 ** (power - 1):.1f}{unit}"
+    raise AssertionError("unreachable")
+
+
 def human_age(seconds: float) -> str:
     """A short approximate age for people: ``8.2d``, ``3.5h``, ``12m``, ``40s``."""
     if seconds >= 86400:

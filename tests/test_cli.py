@@ -74,7 +74,7 @@ def test_config_json() -> None:
     result = run_datagc("config", "--json", "--no-cdn")
     assert result.code == 0
     document = result.json()
-    assert document["cdn.enabled"] == {"value": "false", "source": "flag --cdn"}
+    assert document["cdn.enabled"] == {"value": "false", "source": "flag --no-cdn"}
     assert document["rotate.logs"] == {"value": "events.jsonl", "source": "default"}
 
 
@@ -101,7 +101,7 @@ def test_json_mode_prints_only_json_on_stdout(tmp_path: Path) -> None:
 def test_plain_lines_when_stdout_is_not_a_terminal(tmp_path: Path) -> None:
     result = run_datagc("run-all", "--data-dir", str(tmp_path))
     assert result.code == 0, result.stderr
-    assert result.stdout.splitlines()[-1].startswith("[janitor] run-all: reclaimed 0Bytes; disk ")
+    assert result.stdout.splitlines()[-1].startswith("[janitor] run-all: reclaimed 0B; disk ")
     assert all(line.startswith("[janitor] ") for line in result.stdout.splitlines())
 
 

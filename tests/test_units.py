@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from datagc.units import format_duration, format_size, parse_duration, parse_size
+from datagc.units import format_duration, format_size, human_size, parse_duration, parse_size
 
 
 @pytest.mark.parametrize(
@@ -78,3 +78,14 @@ def test_combinations_add_up(parts: list[tuple[int, str]]) -> None:
     scale = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
     text = "".join(f"{count}{unit}" for count, unit in parts)
     assert parse_duration(text) == pytest.approx(sum(count * scale[unit] for count, unit in parts))
+
+
+@given(st.integers(min_value=1000, max_value=10**17))
+def test_human_size_is_humanize_without_the_space(count: int) -> None:
+    import humanize
+
+    assert human_size(count) == humanize.naturalsize(count).replace(" ", "")
+
+
+def test_human_size_small_counts() -> None:
+    assert [human_size(n) for n in (0, 1, 999)] == ["0B", "1B", "999B"]

@@ -185,7 +185,7 @@ def _deleted_open_files(data_dir: DataDir, notes: list[str]) -> list[OpenDeleted
                 st = os.stat(f"{fd_dir}/{fd}")
             except OSError:
                 continue
-            if st.st_dev != data_dir.dev or st.st_nlink != 0 or st.st_ino in found:
+            if st.st_dev != data_dir.dev or st.st_nlink != 0 or st.st_blocks == 0 or st.st_ino in found:
                 continue
             found[st.st_ino] = OpenDeleted(pid, _command(pid), target.removesuffix(" (deleted)"), st.st_blocks * 512)
     if unreadable:

@@ -46,17 +46,14 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import NamedTuple
 
-import humanize
-
 from datagc import cdn, feed
 from datagc.cdn import is_media_path
 from datagc.config import PressureConfig
 from datagc.executor import execute
 from datagc.exitcodes import Exit
 from datagc.model import Action, Delete, FeedNull, Kept, PassContext, StepReport
-from datagc.passes.sweep import VERIFY_TIMEOUT
 from datagc.safety import DataDir, DiskUsage, FileIdentity, disk_usage, iter_files
-from datagc.units import human_age
+from datagc.units import human_age, human_size
 
 #: Eviction classes, in eviction order (SPEC §7.7).
 PUBLISHED, UNREFERENCED, REFERENCED = 0, 1, 2
@@ -301,7 +298,7 @@ def _first_sight(holdings: Holdings, st: os.stat_result) -> bool:
 # --- the pass -----------------------------------------------------------------
 
 
-def run(ctx: PassContext, *, verify_timeout: float = VERIFY_TIMEOUT) -> StepReport:
+def run(ctx: PassContext, *, verify_timeout: float = cdn.VERIFY_TIMEOUT) -> StepReport:
     """One pressure pass: measure, and above the threshold observe, plan, execute (or record), measure again."""
     with _cyclic_gc_paused():
         return _run(ctx, verify_timeout)
@@ -559,6 +556,4 @@ def _percent(fraction: float, exact: bool = False) -> str:
     return f"{fraction * 100:.1f}%"
 
 
-def _size(count: int) -> str:
-    """``6.2GB``, the way the operators' log lines write sizes."""
-    return humanize.naturalsize(count).replace(" ", "")
+_size = human_size

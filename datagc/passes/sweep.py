@@ -44,7 +44,6 @@ from datagc.feed import FeedIndex
 from datagc.model import Action, Delete, Kept, PassContext, Reason, StepReport
 
 #: seconds a CDN HEAD request may take before the file is kept as unverified
-VERIFY_TIMEOUT = 10.0
 _NS = 1_000_000_000
 #: walk errors that are the safety rules at work, not failures
 _NOT_ENTERED = {
@@ -220,7 +219,7 @@ def drop_unverified(plan: SweepPlan, verdicts: Mapping[str, cdn.Verdict]) -> Swe
 # --- the pass ----------------------------------------------------------------
 
 
-def run(ctx: PassContext, *, verify_timeout: float = VERIFY_TIMEOUT) -> StepReport:
+def run(ctx: PassContext, *, verify_timeout: float = cdn.VERIFY_TIMEOUT) -> StepReport:
     """One sweep: observe, plan, verify published copies if asked, execute (or record, dry-run)."""
     config, data_dir = ctx.config, ctx.data_dir
     step = StepReport("sweep")
