@@ -68,7 +68,8 @@ class _Failures:
     first_errno: int | None = None
 
     def add(self, code: int | None, message: str) -> None:
-        if self.first is None:
+        # ENOSPC is the one run-all acts on (it retries the step once space was freed): it is reported first.
+        if self.first is None or (code == errno.ENOSPC and self.first_errno != errno.ENOSPC):
             self.first, self.first_errno = message, code
         self.counts[code or 0] = self.counts.get(code or 0, 0) + 1
 
@@ -158,15 +159,30 @@ def _unlink_all(
 
 
 def _apply_rotation(ctx: PassContext, action: Rotate, step: StepReport, failures: _Failures) -> None:
-    from datagc.tailcopy import apply_rotation  # the rotate pass's module; only rotations need it
+    """Rotate one log now (its cut is computed again: it grew since the plan) and record what happened."""
+    from datagc.tailcopy import failure_reason, rotate_path  # only rotations need the rotation machinery
 
+    settings = ctx.config.rotate
     try:
-        done = apply_rotation(ctx, action)
+        rotation = rotate_path(ctx.data_dir, action.path, settings.keep_lines, settings.keep_bytes)
     except OSError as error:
-        message = f"could not rotate {action.path} ({error.strerror}); it was left as it was"
-        failures.add(error.errno, message)
-        step.kept.append(Kept(action.path, message))
-        step.notes.append(message)
+        failures.add(error.errno, f"could not rotate {action.path} ({action.bytes_before} bytes): "
+                                  f"{failure_reason(error)}; the log was left as it was")
         return
-    step.actions.append(done)
-    step.reclaimed_bytes += max(0, done.bytes_before - done.bytes_after)
+    if not rotation.rotated:
+        step.kept.append(Kept(rotation.path, "fits within rotate.keep_lines and rotate.keep_bytes now; left alone"))
+        return
+    step.actions.append(rotation.action)
+    step.reclaimed_bytes += rotation.reclaimed_bytes
+    if rotation.carried_bytes:
+        carried = step.details.get("carried_bytes", 0)
+        step.details["carried_bytes"] = (carried if isinstance(carried, int) else 0) + rotation.carried_bytes
+    if rotation.writer_lingered:
+        step.notes.append(
+            f"{rotation.path}: a process still held the old log open for writing; what it writes from now on "
+            "goes to the old, unlinked file and is lost to the new log (restart that writer; see README, "
+            "'Writers that keep the log open')")
+    if rotation.carry_error:
+        step.notes.append(
+            f"{rotation.path}: rotated, but {rotation.uncarried_bytes} bytes appended during the rotation could "
+            f"not be carried into the new log ({rotation.carry_error})")

@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from datagc.model import PassContext, Rotate
+from datagc.model import Rotate
 from datagc.safety import DataDir, commit_temp, create_temp_like, discard_temp, split_path
 
 #: Bytes read per step when searching backwards for line ends.
@@ -164,15 +164,15 @@ class Rotation:
         return Rotate(self.path, self.cut.size, self.cut.kept_bytes, self.cut.lines_kept)
 
 
-def apply_rotation(ctx: PassContext, action: Rotate) -> Rotate:
-    """The executor's entry point: rotate ``action.path`` now, with the configured limits.
-
-    The cut is computed again on the log as it is now (it grew since the
-    plan). Returns the Rotate that describes what was actually kept. Raises
-    OSError on failure, with the log left as it was.
-    """
-    settings = ctx.config.rotate
-    return rotate_path(ctx.data_dir, action.path, settings.keep_lines, settings.keep_bytes).action
+def failure_reason(error: OSError) -> str:
+    """Why a rotation did not happen, in the operator's words."""
+    if error.errno == errno.ENOSPC:
+        return "no space left on the device for the kept tail"
+    if error.errno == errno.EROFS:
+        return "the filesystem is read-only"
+    if error.errno == errno.ELOOP:
+        return "it is a symlink now"
+    return error.strerror or str(error)
 
 
 def rotate_path(

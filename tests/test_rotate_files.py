@@ -7,10 +7,11 @@ import re
 import tracemalloc
 from pathlib import Path
 
+from datagc.executor import execute
 from datagc.exitcodes import Exit
 from datagc.model import Rotate, StepReport
 from datagc.passes import rotate
-from datagc.tailcopy import apply_rotation, rotate_path
+from datagc.tailcopy import rotate_path
 from tests.helpers import run_datagc
 from tests.rotate_support import MiB, context, events, leftovers, rotate_config, snapshot, write_log
 
@@ -197,8 +198,8 @@ def test_a_hard_linked_log_is_rotated_and_its_other_name_keeps_the_old_content(t
     assert step.reclaimed_bytes == 0  # the old inode lives on under its other name
 
 
-def test_apply_rotation_cuts_the_log_as_it_is_when_applied(tmp_path: Path) -> None:
-    """The executor's contract: the Rotate returned describes what was really kept."""
+def test_the_executor_cuts_the_log_as_it_is_when_applied(tmp_path: Path) -> None:
+    """The executor rotates what the log is when it gets there; the report says what was really kept."""
     log = tmp_path / "events.jsonl"
     write_log(log, 2 * MiB, events(100))
     config = rotate_config(tmp_path, max_bytes="1MiB", keep_lines=10)
@@ -206,7 +207,10 @@ def test_apply_rotation_cuts_the_log_as_it_is_when_applied(tmp_path: Path) -> No
         planned = rotate.plan(rotate.observe(ctx.data_dir, config.rotate), config.rotate).actions[0]
         with log.open("ab") as writer:
             writer.write(b"".join(events(5, first=100)))
-        done = apply_rotation(ctx, planned)
+        step = StepReport("rotate")
+        execute(ctx, [planned], step)
+    [done] = step.actions
+    assert isinstance(done, Rotate)
     assert done.bytes_before == planned.bytes_before + len(b"".join(events(5, first=100)))
     assert log.read_bytes() == b"".join(events(105)[-10:])
     assert (done.bytes_after, done.lines_kept) == (len(log.read_bytes()), 10)

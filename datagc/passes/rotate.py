@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from datagc.config import RotateConfig
+from datagc.executor import execute
 from datagc.exitcodes import Exit
 from datagc.model import Kept, PassContext, Rotate, StepReport
 from datagc.safety import DataDir, clean_stale_temps, join_path, split_path
-from datagc.tailcopy import Cut, Rotation, find_cut, rotate_path
+from datagc.tailcopy import Cut, find_cut
 from datagc.units import format_size
 
 LogState = Literal["regular", "missing", "symlink", "directory", "special", "elsewhere", "unreadable"]
@@ -188,28 +189,14 @@ def run(ctx: PassContext) -> StepReport:
     decided = plan(observe(ctx.data_dir, settings), settings)
     step.kept.extend(decided.kept)
     step.notes.extend(decided.notes)
-    errors = list(decided.problems)
-    carried = 0
-    if ctx.dry_run:
-        step.actions.extend(decided.actions)
-        step.reclaimed_bytes = sum(action.bytes_before - action.bytes_after for action in decided.actions)
-    else:
-        for action in decided.actions:
-            try:
-                rotation = rotate_path(ctx.data_dir, action.path, settings.keep_lines, settings.keep_bytes)
-            except OSError as error:
-                errors.append(_failure(action, error, step))
-                continue
-            carried += _record(rotation, step)
-    if carried:
-        step.details["carried_bytes"] = carried
+    execute(ctx, decided.actions, step)
     if step.actions:
         step.flags |= Exit.ROTATED
-    if errors:
+    if decided.problems:
         step.status = "error"
-        step.error = "; ".join(errors)
+        step.error = "; ".join(filter(None, [step.error, *decided.problems]))
         step.flags |= Exit.STEP_FAILED
-    elif not step.actions:
+    elif step.status != "error" and not step.actions:
         step.status = "skipped"
     return step
 
@@ -230,41 +217,3 @@ def _clean_leftovers(data_dir: DataDir, settings: RotateConfig, step: StepReport
             os.close(dir_fd)
         for name in removed:
             step.notes.append(f"removed {'/'.join(filter(None, (head, name)))}, left by an interrupted datagc")
-
-
-def _record(rotation: Rotation, step: StepReport) -> int:
-    """Put a finished rotation into the report; return the bytes it carried over from the old log."""
-    if not rotation.rotated:
-        step.kept.append(Kept(rotation.path, "fits within rotate.keep_lines and rotate.keep_bytes now; left alone"))
-        return 0
-    step.actions.append(rotation.action)
-    step.reclaimed_bytes += rotation.reclaimed_bytes
-    if rotation.writer_lingered:
-        step.notes.append(
-            f"{rotation.path}: a process still held the old log open for writing; what it writes from now on "
-            "goes to the old, unlinked file and is lost to the new log (restart that writer; see README, "
-            "'Writers that keep the log open')")
-    if rotation.carry_error:
-        step.notes.append(
-            f"{rotation.path}: rotated, but {rotation.uncarried_bytes} bytes appended during the rotation could "
-            f"not be carried into the new log ({rotation.carry_error})")
-    return rotation.carried_bytes
-
-
-def _failure(action: Rotate, error: OSError, step: StepReport) -> str:
-    """The error text for a rotation that did not happen (the log is as it was).
-
-    ``details["errno"]`` names the failure, as the executor's do; ENOSPC wins
-    over any other so that run-all retries the rotation after the sweeps.
-    """
-    if step.details.get("errno") != "ENOSPC":
-        step.details["errno"] = errno.errorcode.get(error.errno or 0, "")
-    if error.errno == errno.ENOSPC:
-        why = "no space left on the device for the kept tail"
-    elif error.errno == errno.EROFS:
-        why = "the filesystem is read-only"
-    elif error.errno == errno.ELOOP:
-        why = "it is a symlink now"
-    else:
-        why = error.strerror or str(error)
-    return f"could not rotate {action.path} ({action.bytes_before} bytes): {why}; the log was left as it was"
