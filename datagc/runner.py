@@ -8,6 +8,7 @@ return the report the renderer and the exit status are made from.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import importlib
 import time
@@ -92,8 +93,8 @@ def run_command(
 ) -> RunReport:
     """Run ``steps`` in order under the data directory lock.
 
-    In run-all, a rotation that failed for lack of space is tried once more
-    after the other steps freed some (SPEC §7 rule 9).
+    In run-all, a rotation that failed for lack of space is tried again after
+    each later step, as soon as one freed some (SPEC §7 rule 9).
     """
     if not config.enabled:
         return disabled_report(command, config, steps, options.dry_run)
@@ -105,11 +106,25 @@ def run_command(
                            started_at=ctx.now)
         for name in steps:
             report.steps.append(run_step(name, ctx, on_traceback))
-        retry = [i for i, step in enumerate(report.steps) if step.name == "rotate" and failed_for_lack_of_space(step)]
-        if retry and len(steps) > 1:
-            again = run_step("rotate", PassContext(config, data_dir, options.dry_run, time.time()), on_traceback)
-            again.notes.append("rotate was retried after the other steps freed space")
-            report.steps[retry[0]] = again
+            _retry_rotation_for_space(report, ctx, on_traceback)
         report.disk_after = _disk(data_dir)
         report.duration_seconds = time.monotonic() - clock
     return report
+
+
+def _retry_rotation_for_space(
+    report: RunReport, ctx: PassContext, on_traceback: Callable[[str], None] | None
+) -> None:
+    """Retry a rotation that hit ENOSPC right after the step that follows it.
+
+    Right after the sweep, not at the end: a rotation frees the most, and
+    pressure, run after it, then evicts only what is still needed (retried at
+    the end instead, pressure deleted media the rotation would have spared).
+    """
+    last = report.steps[-1]
+    failed = [i for i, step in enumerate(report.steps[:-1]) if step.name == "rotate" and failed_for_lack_of_space(step)]
+    if not failed or last.name == "rotate":
+        return
+    again = run_step("rotate", dataclasses.replace(ctx, now=time.time()), on_traceback)
+    again.notes.append(f"rotate was retried after {last.name} freed space")
+    report.steps[failed[0]] = again
