@@ -63,7 +63,8 @@ def run_module(name: str, workdir: Path, repeats: int) -> list[Row]:
 
 
 def goal_of(row: Row) -> float | None:
-    return GOALS.get(row.pass_name)
+    """The time goal; a million-file memory case (SPEC §8's memory goal) is judged on memory alone."""
+    return None if "memory" in row.case else GOALS.get(row.pass_name)
 
 
 def missed(row: Row) -> bool:
@@ -84,7 +85,7 @@ def format_table(rows: list[Row]) -> list[str]:
             row.anchor_name,
             f"{row.anchor_s:.3f}s",
             f"{row.ratio:.2f}x",
-            ("" if goal is None else f"<= {goal}x") + verdict,
+            (f"< {MEMORY_GOAL_MIB:.0f} MiB" if goal is None else f"<= {goal}x") + verdict,
             f"{row.peak_rss_mib:.1f}",
         ))
     widths = [max(len(line[i]) for line in cells) for i in range(len(header))]
