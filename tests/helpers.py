@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,3 +41,14 @@ def run_datagc(*args: str, env: Mapping[str, str] | None = None, timeout: float 
         [DATAGC, *args], capture_output=True, text=True, env=clean_env(env), timeout=timeout, check=False
     )
     return Result(process.returncode, process.stdout, process.stderr)
+
+
+@contextlib.contextmanager
+def holding_lock(data_dir: Path) -> Iterator[int]:
+    """Lock ``data_dir`` as another datagc would hold it: ``flock`` on the directory itself."""
+    fd = os.open(data_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        yield fd
+    finally:
+        os.close(fd)

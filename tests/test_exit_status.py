@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
 from pathlib import Path
 
 from datagc.exitcodes import LOCKED, Exit
-from tests.helpers import run_datagc
+from tests.helpers import holding_lock, run_datagc
 
 
 def test_values_are_pinned() -> None:
@@ -55,26 +54,18 @@ def test_missing_data_dir_is_2(tmp_path: Path) -> None:
 
 
 def test_lock_held_is_75(tmp_path: Path) -> None:
-    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    with holding_lock(tmp_path):
         result = run_datagc("run-all", "--data-dir", str(tmp_path))
         assert result.code == 75
         assert "another datagc is working on" in result.stderr
         waited = run_datagc("rotate", "--data-dir", str(tmp_path), "--wait", "300ms")
         assert waited.code == 75
         assert "after waiting 0.3s" in waited.stderr
-    finally:
-        os.close(fd)
 
 
 def test_audit_takes_no_lock(tmp_path: Path) -> None:
-    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    with holding_lock(tmp_path):
         assert run_datagc("audit", "--data-dir", str(tmp_path), "--threshold", "1.0").code == 0
-    finally:
-        os.close(fd)
 
 
 def test_kill_switch_is_0_and_touches_nothing(tmp_path: Path) -> None:

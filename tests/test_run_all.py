@@ -21,7 +21,7 @@ import pytest
 
 from datagc.demo import build_sample
 from datagc.exitcodes import LOCKED, Exit
-from tests.helpers import run_datagc
+from tests.helpers import holding_lock, run_datagc
 from tests.mounts import MiB, fill, loop_ext4
 from tests.proof import DAY, datagc_temps, snapshot, write_media
 
@@ -135,13 +135,8 @@ def test_the_kill_switch_makes_every_step_a_no_op_that_says_so(sample: Path) -> 
 
 @pytest.fixture
 def locked(sample: Path) -> Iterator[int]:
-    """The data directory locked as another datagc would hold it: flock on the directory itself."""
-    fd = os.open(sample, os.O_RDONLY | os.O_DIRECTORY)
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    try:
+    with holding_lock(sample) as fd:
         yield fd
-    finally:
-        os.close(fd)
 
 
 def test_another_datagc_holding_the_lock_means_exit_75_and_nothing_done(sample: Path, locked: int) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fcntl
-import os
 import signal
 import time
 from collections.abc import Iterator
@@ -13,7 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from datagc.demo import build_sample
-from tests.helpers import DATAGC, clean_env
+from tests.helpers import DATAGC, clean_env, holding_lock
 from tests.process_lines import Running
 
 ORPHAN = "posts.json.tmp.1763000000000"
@@ -45,12 +44,8 @@ def sample(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def locked(sample: Path) -> Iterator[int]:
-    fd = os.open(sample, os.O_RDONLY | os.O_DIRECTORY)
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    try:
+    with holding_lock(sample) as fd:
         yield fd
-    finally:
-        os.close(fd)
 
 
 def test_passes_run_on_the_interval_as_plain_lines_until_sigterm(sample: Path, watches: list[Running]) -> None:
