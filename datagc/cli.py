@@ -9,6 +9,7 @@ are imported only when a command needs them, so ``datagc --version`` starts fast
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import os
 import sys
@@ -281,7 +282,7 @@ def watch_command(invocation: Invocation) -> int:
     from datagc.watch import run_watch
 
     config = invocation.config()
-    renderer = invocation.renderer()
+    renderer = dataclasses.replace(invocation.renderer(), json_lines=True)
     options = RunOptions(invocation.dry_run, invocation.wait_seconds(), invocation.verbose)
     return run_watch(config, options, renderer)
 

@@ -224,6 +224,8 @@ class Renderer:
     json: bool = False
     quiet: bool = False
     verbose: bool = False
+    #: one compact JSON object per line (``watch --json``: a report per pass, for log pipelines)
+    json_lines: bool = False
 
     @property
     def rich(self) -> bool:
@@ -246,7 +248,8 @@ class Renderer:
             self.out.flush()
 
     def write_json(self, document: dict[str, Any]) -> None:
-        self.out.write(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n")
+        option = 0 if self.json_lines else orjson.OPT_INDENT_2
+        self.out.write(orjson.dumps(document, option=option).decode() + "\n")
         self.out.flush()
 
     def run_report(self, report: RunReport) -> None:

@@ -264,13 +264,9 @@ def test_run_all_on_a_tmpfs_past_the_threshold(full_tmpfs: Layout) -> None:
 
 
 def read_json_documents(stream: Any, into: list[dict[str, Any]]) -> None:
-    """Collect the indented JSON reports ``watch --json`` prints, one per pass."""
-    lines: list[str] = []
+    """Collect the JSON reports ``watch --json`` prints: one line per pass."""
     for line in stream:
-        lines.append(line)
-        if line.rstrip("\n") == "}":
-            into.append(orjson.loads("".join(lines)))
-            lines.clear()
+        into.append(orjson.loads(line))
 
 
 def test_watch_one_cycle_then_sigterm(full_tmpfs: Layout) -> None:
