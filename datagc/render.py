@@ -395,6 +395,7 @@ def _rich_row(action: Action, dry_run: bool) -> tuple[str, str, str, str]:
     if isinstance(action, FeedNull):
         post = f" of {action.post}" if action.post else ""
         return ("feed-null", printable(action.path), f"{action.field}{post}: {action.url}", "")
-    why = ", ".join(filter(None, [action.reason, action.detail, f"age {human_age(action.age)}"]))
+    detail = f" ({action.detail})" if action.detail else ""
+    why = f"{action.reason}{detail}, {human_age(action.age)} old"
     return ("delete", printable(action.path), why, people_size(action.bytes))
 
