@@ -225,16 +225,27 @@ def _walk_fd(data_dir: DataDir, top: str, top_fd: int, report: WalkErrorHandler)
 
 @dataclass(frozen=True, slots=True)
 class FileIdentity:
-    """What a file was when it was planned; any difference means it changed."""
+    """What a file was when it was planned; any difference means it changed.
+
+    ``ctime_ns`` catches what the others can't: a file replaced by a same-size
+    copy with its mtime preserved (``cp -p``, ``rsync -t``, ``tar x``) that
+    reuses the inode number. No one can set the ctime (utime moves it to now).
+    """
 
     dev: int
     ino: int
     size: int
     mtime_ns: int
+    ctime_ns: int
 
     @classmethod
     def of(cls, st: os.stat_result) -> FileIdentity:
-        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+    def moved(self, other: FileIdentity | None) -> bool:
+        """``other`` is this file, renamed since (a rename moves the ctime, so it is not compared)."""
+        return other is not None and (self.dev, self.ino, self.size, self.mtime_ns) == (
+            other.dev, other.ino, other.size, other.mtime_ns)
 
 
 def reclaimable_bytes(st: os.stat_result) -> int:
@@ -251,7 +262,7 @@ def unlink_if_unchanged(dir_fd: int, name: str, expected: FileIdentity) -> str:
     """Unlink ``name`` in ``dir_fd`` only if it is still the regular file planned.
 
     Returns ``UNLINKED``, ``VANISHED`` (ENOENT: skipped silently) or ``CHANGED``
-    (not a regular file any more, another inode, another size or mtime: kept).
+    (not a regular file any more, another inode, size, mtime or ctime: kept).
     Other OSErrors propagate.
     """
     try:
@@ -496,7 +507,7 @@ def settle_exchange(dir_fd: int, temp: str, name: str, ours: FileIdentity, expec
     held = ours
     for _ in range(_MAX_SWAPS):
         displaced = identity_at(dir_fd, temp)
-        if displaced is None or displaced == expected:
+        if displaced is None or expected.moved(displaced):
             discard_temp(dir_fd, temp)
             return REPLACED if held == ours else CHANGED
         rename_exchange(dir_fd, temp, name)

@@ -91,14 +91,22 @@ def human_size(count: int) -> str:
     """``2.1MB``: decimal units as operators grep for them (humanize's naturalsize, without the space).
 
     Written out because it runs once per deleted file: naturalsize cost ~4 µs a
-    line, most of the plain-line rendering of a 100k-file sweep.
+    line, most of the plain-line rendering of a 100k-file sweep. Like
+    naturalsize, a count that rounds up to 1000 of one unit is written in the
+    next (999,950 bytes is ``1.0MB``, not ``1000.0kB``).
     """
     if count < 1000:
         return f"{count}B"
-    for power, unit in enumerate(("kB", "MB", "GB", "TB", "PB"), start=2):
-        if count < 1000**power or unit == "PB":
-            return f"{count / 1000 ** (power - 1):.1f}{unit}"
+    scale = 1000
+    for unit in _DECIMAL_UNITS:
+        text = f"{float(count) / scale:.1f}"  # float first, as naturalsize divides
+        if unit == _DECIMAL_UNITS[-1] or float(text) < 1000:
+            return text + unit
+        scale *= 1000
     raise AssertionError("unreachable")
+
+
+_DECIMAL_UNITS = ("kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB", "RB", "QB")
 
 
 def human_age(seconds: float) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,8 @@ def test_files_that_vanish_or_change_after_planning_are_not_deleted(tmp_path: Pa
         handle.write(b"more")
     os.utime(old / "grown.png", ((old / "fine-1.png").stat().st_atime, (old / "fine-1.png").stat().st_mtime))
     (old / "replaced.png").unlink()
-    write_file(old / "replaced.png", 5000, 9)
+    write_file(old / "replaced.png", 5000, 9)  # same size and mtime; the inode number may well be reused
+    _later_ctime(old / "replaced.png", plan[3])
     (old / "now-a-link.png").unlink()
     (old / "now-a-link.png").symlink_to(outside)
     expected_bytes = sum(a.bytes for a in plan if isinstance(a, Delete) and "fine" in a.path)
@@ -59,6 +61,35 @@ def test_files_that_vanish_or_change_after_planning_are_not_deleted(tmp_path: Pa
     assert files(root) == {f"images/old/{n}.png" for n in ("touched", "grown", "replaced")}
     assert (old / "now-a-link.png").is_symlink() and outside.exists()
     assert step.status == "ok" and step.flags == Exit.OK
+
+
+def _later_ctime(path: Path, planned: Action) -> None:
+    """Make sure ``path``'s ctime moved past the planned one (a coarse clock can give both the same tick),
+    as it has in life when a file is replaced after planning."""
+    assert isinstance(planned, Delete)
+    while path.stat().st_ctime_ns <= planned.identity.ctime_ns:
+        time.sleep(0.002)
+        os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns))  # moves only the ctime
+
+
+def test_a_file_rewritten_in_place_with_size_and_mtime_restored_is_kept(tmp_path: Path) -> None:
+    """Same inode, same size, same mtime (``cp -p`` over it, ``rsync -t --inplace``): only the ctime tells."""
+    root = tmp_path / "data"
+    path = write_file(root / "images" / "old" / "a.png", 5000, 9)
+    plan: list[Action] = [delete_of(root, "images/old/a.png")]
+    before = path.stat()
+    new_content = os.urandom(5000)
+    with path.open("r+b") as handle:
+        handle.write(new_content)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    _later_ctime(path, plan[0])
+    after = path.stat()
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
+    step = StepReport("sweep")
+    with context(root, make_config(root)) as ctx:
+        executor.execute(ctx, plan, step)
+    assert path.read_bytes() == new_content
+    assert step.kept == [Kept("images/old/a.png", "changed since it was planned")] and not step.actions
 
 
 def test_a_directory_replaced_by_a_symlink_is_not_followed(tmp_path: Path) -> None:
@@ -146,9 +177,9 @@ def test_one_failing_unlink_never_stops_the_others(tmp_path: Path) -> None:
     root = tmp_path / "data"
     for name in ("a", "b", "c"):
         write_file(root / "images" / f"{name}.png", 100, 9)
-    plan: list[Action] = [delete_of(root, f"images/{name}.png") for name in ("a", "b", "c")]
     if subprocess.run(["chattr", "+i", str(root / "images" / "b.png")], capture_output=True).returncode != 0:
         pytest.skip("cannot make a file immutable here (chattr +i refused)")
+    plan: list[Action] = [delete_of(root, f"images/{name}.png") for name in ("a", "b", "c")]  # chattr moves ctime
     try:
         step = StepReport("sweep")
         with context(root, make_config(root)) as ctx:

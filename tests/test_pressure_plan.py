@@ -175,7 +175,7 @@ def test_victims_carry_their_age_and_the_identity_to_recheck():
     file = media("images/a.png", 2.5, ino=77)
     (victim,) = plan([file], 99 * MB).actions
     assert abs(victim.age - 2.5 * DAY) < 1e-3
-    assert victim.identity == FileIdentity(1, 77, MB, file.mtime_ns)
+    assert victim.identity == FileIdentity(1, 77, MB, file.mtime_ns, 0)
     assert victim.bytes == MB
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from datagc.units import format_duration, format_size, human_size, parse_duration, parse_size
@@ -80,6 +80,29 @@ def test_combinations_add_up(parts: list[tuple[int, str]]) -> None:
     assert parse_duration(text) == pytest.approx(sum(count * scale[unit] for count, unit in parts))
 
 
+# Every unit boundary, kept as explicit examples: the last count written in the smaller unit, the first
+# that rounds up into the next (999,950 bytes once printed ``1000.0kB``), and the unit itself.
+@example(1000)
+@example(999_949)
+@example(999_950)
+@example(999_999)
+@example(1_000_000)
+@example(999_949_999)
+@example(999_950_000)
+@example(999_999_999)
+@example(1_000_000_000)
+@example(999_949_999_999)
+@example(999_950_000_000)
+@example(999_999_999_999)
+@example(1_000_000_000_000)
+@example(999_949_999_999_999)
+@example(999_950_000_000_000)
+@example(999_999_999_999_999)
+@example(1_000_000_000_000_000)
+@example(999_949_999_999_999_999)
+@example(999_950_000_000_000_000)
+@example(999_999_999_999_999_999)
+@example(1_000_000_000_000_000_000)
 @given(st.integers(min_value=1000, max_value=10**17))
 def test_human_size_is_humanize_without_the_space(count: int) -> None:
     import humanize
@@ -89,3 +112,8 @@ def test_human_size_is_humanize_without_the_space(count: int) -> None:
 
 def test_human_size_small_counts() -> None:
     assert [human_size(n) for n in (0, 1, 999)] == ["0B", "1B", "999B"]
+
+
+def test_human_size_steps_up_a_unit_where_rounding_reaches_1000() -> None:
+    assert [human_size(n) for n in (999_949, 999_950, 999_950_000, 999_999_999_999)] == [
+        "999.9kB", "1.0MB", "1.0GB", "1.0TB"]

@@ -75,10 +75,11 @@ class MediaFile(NamedTuple):
     dev: int
     ino: int
     size: int
+    ctime_ns: int = 0
 
     @property
     def identity(self) -> FileIdentity:
-        return FileIdentity(self.dev, self.ino, self.size, self.mtime_ns)
+        return FileIdentity(self.dev, self.ino, self.size, self.mtime_ns, self.ctime_ns)
 
 
 @dataclass
@@ -283,7 +284,8 @@ def walk_media(data_dir: DataDir, media_dirs: Sequence[str], holdings: Holdings)
             counted.bytes += allocated
         if in_media:
             yield MediaFile(
-                f"{directory}/{name}", st.st_mtime_ns, allocated, st.st_nlink, st.st_dev, st.st_ino, st.st_size
+                f"{directory}/{name}", st.st_mtime_ns, allocated, st.st_nlink, st.st_dev, st.st_ino, st.st_size,
+                st.st_ctime_ns,
             )
 
 

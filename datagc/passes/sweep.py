@@ -63,14 +63,16 @@ class SweepFile(NamedTuple):
     allocated: int  # bytes that come back when it is unlinked (safety.reclaimable_bytes)
     dev: int
     ino: int
+    ctime_ns: int = 0
 
     @classmethod
     def of(cls, path: str, st: os.stat_result, is_temp: bool = False) -> SweepFile:
-        return cls(path, is_temp, st.st_mtime_ns, st.st_size, safety.reclaimable_bytes(st), st.st_dev, st.st_ino)
+        return cls(path, is_temp, st.st_mtime_ns, st.st_size, safety.reclaimable_bytes(st), st.st_dev, st.st_ino,
+                   st.st_ctime_ns)
 
     @property
     def identity(self) -> safety.FileIdentity:
-        return safety.FileIdentity(self.dev, self.ino, self.size, self.mtime_ns)
+        return safety.FileIdentity(self.dev, self.ino, self.size, self.mtime_ns, self.ctime_ns)
 
 
 @dataclass

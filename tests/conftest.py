@@ -1,0 +1,18 @@
+"""Suite-wide settings: property tests are reproducible on any clone.
+
+No example database (a counterexample found once must be committed as an
+``@example``, not kept in a local ``.hypothesis/``), the same examples on every
+run, and no per-example deadline (a loaded machine must not fail a test).
+``HYPOTHESIS_PROFILE=explore`` searches with fresh random examples instead, to
+look for new counterexamples before committing them.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import settings
+
+settings.register_profile("reproducible", database=None, derandomize=True, deadline=None)
+settings.register_profile("explore", database=None, deadline=None, max_examples=2000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "reproducible"))
