@@ -100,6 +100,8 @@ AUDIT: tuple[Opt, ...] = (_opt("top", "--top", "How many of the largest files to
 WATCH: tuple[Opt, ...] = (
     _opt("interval", "--interval", "Time between passes.", "watch.interval", "DURATION"),
     _opt("initial_delay", "--initial-delay", "Wait before the first pass.", "watch.initial_delay", "DURATION"),
+    _opt("metrics_listen", "--metrics-listen", "Serve Prometheus /metrics over HTTP at this address.",
+         "metrics.listen", "HOST:PORT"),
 )
 RUN_ALL = ROTATE + CDN + SWEEP + PRESSURE
 

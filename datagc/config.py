@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from datagc.errors import ConfigError
-from datagc.units import format_duration, format_size, parse_duration, parse_size
+from datagc.units import format_duration, format_size, parse_duration, parse_host_port, parse_size
 
 Parser = Callable[[Any], Any]
 
@@ -95,6 +95,14 @@ def _parse_string(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError("not a string")
     return value
+
+
+def _parse_listen(value: Any) -> str:
+    """``HOST:PORT``, checked here so a typo is a configuration error, not a failure at bind time."""
+    text = _parse_string(value).strip()
+    if text:
+        parse_host_port(text)
+    return text
 
 
 def _parse_list(value: Any) -> tuple[str, ...]:
@@ -179,6 +187,8 @@ KEYS: tuple[Key, ...] = (
         ("DATAGC_WATCH_INITIAL_DELAY", "GC_INITIAL_DELAY_MS"), {"GC_INITIAL_DELAY_MS": _parse_millis}),
     Key("metrics.textfile", _parse_string, "", "Prometheus textfile-collector output (empty: off)",
         ("DATAGC_METRICS_TEXTFILE",)),
+    Key("metrics.listen", _parse_listen, "", "HOST:PORT where watch serves /metrics over HTTP (empty: off)",
+        ("DATAGC_METRICS_LISTEN",)),
     Key("audit.top", _parse_int, 10, "how many of the largest files audit lists", ("DATAGC_AUDIT_TOP",)),
 )
 KEYS_BY_NAME: dict[str, Key] = {key.name: key for key in KEYS}
@@ -239,6 +249,7 @@ class WatchConfig:
 @dataclass(frozen=True)
 class MetricsConfig:
     textfile: str
+    listen: str
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,12 @@
 Durations: ``500ms``, ``90s``, ``15m``, ``1h``, ``7d``, ``2w`` and combinations
 (``1h30m``); a bare number is seconds. Sizes: ``B``, ``KB``/``MB``/``GB``/``TB``
 (powers of 1000) and ``KiB``/``MiB``/``GiB``/``TiB`` (powers of 1024); a bare
-number is bytes.
+number is bytes. Listen addresses: ``HOST:PORT``, an IPv6 host in brackets.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 DURATION_UNITS: dict[str, float] = {
@@ -64,6 +65,36 @@ def parse_size(text: str) -> int:
         )
     unit = (match.group(2) or "b").lower()
     return int(float(match.group(1)) * SIZE_UNITS[unit])
+
+
+_HOSTNAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
+
+
+def parse_host_port(text: str) -> tuple[str, int]:
+    """``127.0.0.1:9109``, ``[::1]:9109``, ``localhost:9109`` -> (host, port); ValueError if malformed.
+
+    The host must be named: an empty one (``:9109``) would silently mean every
+    address, and a metrics endpoint is only exposed where the operator says.
+    """
+    host, colon, port_text = text.strip().rpartition(":")
+    if not colon or not port_text.isascii() or not port_text.isdigit():
+        raise ValueError(f"not HOST:PORT: {text!r} (use e.g. 127.0.0.1:9109, 0.0.0.0:9109 or [::1]:9109)")
+    port = int(port_text)
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port {port_text} is not between 1 and 65535")
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            return str(ipaddress.IPv6Address(host[1:-1])), port
+        except ValueError:
+            raise ValueError(f"{host} is not an IPv6 address") from None
+    if not host:
+        raise ValueError(f"no host in {text!r}: name the address to listen on "
+                         "(127.0.0.1 for this machine only, 0.0.0.0 for every IPv4 address)")
+    if ":" in host:
+        raise ValueError(f"an IPv6 address goes in brackets: [{host}]:{port}")
+    if not _HOSTNAME.fullmatch(host):
+        raise ValueError(f"{host!r} is not an IP address or a host name")
+    return host, port
 
 
 def format_duration(seconds: float) -> str:

@@ -20,7 +20,9 @@ from types import FrameType
 from typing import Any
 
 from datagc.config import Config
+from datagc.endpoint import serve_metrics
 from datagc.errors import DatagcError
+from datagc.model import RunReport
 from datagc.render import Renderer
 from datagc.runner import RUN_ALL_STEPS, RunOptions, run_command
 from datagc.units import format_duration
@@ -77,20 +79,20 @@ class StopRequest:
         return self.signal
 
 
-def run_pass(config: Config, options: RunOptions, renderer: Renderer) -> None:
-    """One run-all pass, reported, its metrics written; no failure escapes."""
+def run_pass(config: Config, options: RunOptions, renderer: Renderer) -> RunReport | None:
+    """One run-all pass, reported, its metrics written; no failure escapes. Its report, if it ran."""
     on_traceback = renderer.error if options.verbose else None
     try:
         report = run_command("run-all", RUN_ALL_STEPS, config, options, on_traceback)
     except DatagcError as error:  # the lock is held, the data directory is missing, …
         renderer.error(f"watch: pass skipped: {error}")
-        return
+        return None
     except Exception as error:
         renderer.error(f"watch: pass failed with internal error {type(error).__name__}: {error}; "
                        "the next pass will try again")
         if on_traceback is not None:
             on_traceback(traceback.format_exc())
-        return
+        return None
     renderer.run_report(report)
     if config.metrics.textfile and not options.dry_run:
         from datagc.metrics import write_metrics
@@ -99,21 +101,27 @@ def run_pass(config: Config, options: RunOptions, renderer: Renderer) -> None:
             write_metrics(config.metrics.textfile, report)
         except OSError as error:
             renderer.error(f"metrics file {config.metrics.textfile} not written: {error.strerror or error}")
+    return report
 
 
 def run_watch(config: Config, options: RunOptions, renderer: Renderer) -> int:
     """Run passes until SIGTERM or SIGINT; exit status 0 when stopped by one."""
-    with StopRequest() as stop:
+    with StopRequest() as stop, serve_metrics(config) as endpoint:
         interval = config.watch.interval
         renderer.message(
             f"[janitor] watch: first pass in {format_duration(config.watch.initial_delay)}, "
             f"then every {format_duration(interval)} on {config.data_dir}"
             + (" (dry run: nothing will change)" if options.dry_run else "")
         )
+        if endpoint is not None:
+            renderer.message(f"[janitor] watch: serving metrics on {endpoint.url}"
+                             + (" (dry run: passes are not published)" if options.dry_run else ""))
         delay = config.watch.initial_delay
         while (received := stop.wait(delay)) is None:
             started = time.monotonic()
-            run_pass(config, options, renderer)
+            report = run_pass(config, options, renderer)
+            if endpoint is not None and report is not None and not options.dry_run:
+                endpoint.publish(report)
             delay = max(0.0, interval - (time.monotonic() - started))
     renderer.message(f"[janitor] watch: stopped by {received.name}")
     return 0
