@@ -20,15 +20,39 @@ from typing import TYPE_CHECKING, Any, Optional
 import typer
 
 from datagc import __version__
-from datagc.errors import ConfigError, DatagcError
+from datagc.errors import ConfigError, DatagcError, LockHeld
 from datagc.exitcodes import Exit
 
 if TYPE_CHECKING:
     from datagc.config import Config
     from datagc.render import Renderer
 
+try:  # typer >= 0.26 carries its own copy of click
+    from typer._click.exceptions import NoSuchOption
+except ImportError:  # pragma: no cover - older typer
+    from click.exceptions import NoSuchOption  # type: ignore[import-not-found,no-redef]
+from typer.core import TyperGroup
+
+
+class _Root(TyperGroup):
+    """The top-level group: an option given before the command says where options go."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except NoSuchOption as error:
+            takers = [name for name, command in self.commands.items()
+                      if any(error.option_name in param.opts + param.secondary_opts for param in command.params)]
+            if takers:
+                name = next((arg for arg in args if arg in self.commands), "COMMAND")
+                error.message = (f"No such option: {error.option_name}. Options go after the command: "
+                                 f"datagc {name} {error.option_name} ...")
+                error.possibilities = None
+            raise
+
+
 app = typer.Typer(
-    add_completion=False,
+    cls=_Root,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -50,58 +74,90 @@ class Opt:
         return off if off and value is False else on
 
 
-def _opt(param: str, decl: str, help: str, key: str | None = None, metavar: str | None = None) -> Opt:
-    return Opt(param, Optional[str], typer.Option(None, decl, help=help, metavar=metavar), key)  # noqa: UP045
+def _help(text: str, env: str, default: str) -> dict[str, Any]:
+    """Help with the environment variables (``\\[`` keeps rich from reading them as markup) and the default.
+
+    Written here rather than read from ``config.KEYS``, which would cost every
+    start-up its import; ``tests/test_cli.py`` holds the two in agreement.
+    """
+    facts = ([f"env: {env}"] if env else []) + ([f"default: {default}"] if default else [])
+    return {"help": " ".join([text, *(f"\\[{fact}]" for fact in facts)]), "show_default": False}
 
 
-def _switch(param: str, decl: str, help: str, key: str) -> Opt:
-    return Opt(param, Optional[bool], typer.Option(None, decl, help=help), key)  # noqa: UP045
+def _opt(param: str, decl: str, help: str, key: str | None = None, metavar: str | None = None,
+         env: str = "", default: str = "") -> Opt:
+    info = typer.Option(None, decl, metavar=metavar, **_help(help, env, default))
+    return Opt(param, Optional[str], info, key)  # noqa: UP045
 
 
-COMMON: tuple[Opt, ...] = (
-    _opt("data_dir", "--data-dir", "The data directory [env DATAGC_DATA_DIR; default ./.data].", "data_dir", "PATH"),
-    _opt("config_path", "--config", "TOML configuration file [env DATAGC_CONFIG].", None, "PATH"),
-    Opt("dry_run", bool, typer.Option(False, "--dry-run", "-n", help="Plan and report; change nothing.")),
-    Opt("json_output", bool, typer.Option(False, "--json", help="One JSON report on stdout.")),
-    Opt("quiet", bool, typer.Option(False, "--quiet", "-q", help="Only errors.")),
+def _switch(param: str, decl: str, help: str, key: str, env: str = "", default: str = "") -> Opt:
+    return Opt(param, Optional[bool], typer.Option(None, decl, **_help(help, env, default)), key)  # noqa: UP045
+
+
+DATA_DIR = _opt("data_dir", "--data-dir", "The data directory.", "data_dir", "PATH", "DATAGC_DATA_DIR", "./.data")
+CONFIG_FILE = _opt("config_path", "--config", "TOML configuration file.", None, "PATH", "DATAGC_CONFIG",
+                   "none: no file is read")
+JSON = Opt("json_output", bool, typer.Option(False, "--json", help="One JSON report on stdout."))
+QUIET = Opt("quiet", bool, typer.Option(False, "--quiet", "-q", help="Only errors (not even 'another datagc "
+                                        "holds the lock': the exit status, 75, says it)."))
+#: what every command that reads the tree takes (audit included)
+READ: tuple[Opt, ...] = (DATA_DIR, CONFIG_FILE, JSON, QUIET)
+#: what the commands that change the tree take besides
+CHANGE: tuple[Opt, ...] = (
+    Opt("dry_run", bool, typer.Option(False, "--dry-run", "-n", help="Plan and report; change nothing (and take "
+                                      "no lock).")),
     Opt("verbose", bool, typer.Option(False, "--verbose", "-v", help="Also what was kept, and why.")),
-    _opt("wait", "--wait", "Wait this long for another datagc's lock instead of exiting 75.", None, "SECONDS"),
+    _opt("wait", "--wait", "Wait this long (e.g. 30s, 5m) for another datagc's lock instead of exiting 75.", None,
+         "DURATION", default="exit 75 at once"),
     _opt("metrics_textfile", "--metrics-textfile", "Write Prometheus textfile metrics here.", "metrics.textfile",
-         "PATH"),
+         "PATH", "DATAGC_METRICS_TEXTFILE", "off"),
 )
+COMMON = READ + CHANGE
 ROTATE: tuple[Opt, ...] = (
-    _opt("logs", "--logs", "Event logs to rotate, comma-separated.", "rotate.logs", "LIST"),
-    _opt("max_bytes", "--max-bytes", "Rotate a log larger than this (e.g. 50MiB).", "rotate.max_bytes", "SIZE"),
-    _opt("keep_lines", "--keep-lines", "Newest complete lines to keep.", "rotate.keep_lines", "N"),
-    _opt("keep_bytes", "--keep-bytes", "At most this many bytes kept.", "rotate.keep_bytes", "SIZE"),
+    _opt("logs", "--logs", "Event logs to rotate, comma-separated.", "rotate.logs", "LIST", "DATAGC_ROTATE_LOGS",
+         "events.jsonl"),
+    _opt("max_bytes", "--max-bytes", "Rotate a log larger than this (e.g. 50MiB).", "rotate.max_bytes", "SIZE",
+         "DATAGC_ROTATE_MAX_BYTES, GC_EVENT_LOG_MAX_BYTES", "50MiB"),
+    _opt("keep_lines", "--keep-lines", "Newest complete lines to keep.", "rotate.keep_lines", "N",
+         "DATAGC_ROTATE_KEEP_LINES, GC_EVENT_LOG_KEEP_LINES", "10000"),
+    _opt("keep_bytes", "--keep-bytes", "At most this many bytes kept.", "rotate.keep_bytes", "SIZE",
+         "DATAGC_ROTATE_KEEP_BYTES", "half of --max-bytes"),
 )
 CDN: tuple[Opt, ...] = (
-    _switch("cdn", "--cdn/--no-cdn", "Media are also on the CDN [default: auto from R2_ACCESS_KEY_ID].",
-            "cdn.enabled"),
-    _opt("media_dirs", "--media-dirs", "Media directories, comma-separated.", "sweep.media_dirs", "LIST"),
+    _switch("cdn", "--cdn/--no-cdn", "Media are also on the CDN.", "cdn.enabled", "DATAGC_CDN_ENABLED",
+            "on when R2_ACCESS_KEY_ID is set"),
+    _opt("media_dirs", "--media-dirs", "Media directories, comma-separated.", "sweep.media_dirs", "LIST",
+         "DATAGC_SWEEP_MEDIA_DIRS", "images,videos,voice,bid-images"),
 )
 SWEEP: tuple[Opt, ...] = (
-    _opt("max_age", "--max-age", "CDN on: delete media older than this (e.g. 7d).", "sweep.max_age", "DURATION"),
+    _opt("max_age", "--max-age", "CDN on: delete media older than this (e.g. 7d).", "sweep.max_age", "DURATION",
+         "DATAGC_SWEEP_MAX_AGE, GC_MEDIA_MAX_AGE_MS", "7d"),
     _opt("published_grace", "--published-grace", "CDN on: delete published copies older than this.",
-         "sweep.published_grace", "DURATION"),
+         "sweep.published_grace", "DURATION", "DATAGC_SWEEP_PUBLISHED_GRACE", "15m"),
     _opt("temp_max_age", "--temp-max-age", "Delete orphan temp files older than this.", "sweep.temp_max_age",
-         "DURATION"),
+         "DURATION", default="1d"),
     _switch("cdn_verify", "--cdn-verify/--no-cdn-verify", "HEAD the CDN copy before deleting a published file.",
-            "cdn.verify"),
-    _opt("cdn_public_url", "--cdn-public-url", "The CDN's public base URL.", "cdn.public_url", "URL"),
+            "cdn.verify", "DATAGC_CDN_VERIFY", "no-cdn-verify"),
+    _opt("cdn_public_url", "--cdn-public-url", "The CDN's public base URL.", "cdn.public_url", "URL",
+         "DATAGC_CDN_PUBLIC_URL, R2_PUBLIC_URL", "none"),
 )
 PRESSURE: tuple[Opt, ...] = (
     _opt("threshold", "--threshold", "Evict when the disk is fuller than this (0.7 or 70%).", "pressure.threshold",
-         "FRACTION"),
-    _opt("target", "--target", "Evict down to this usage.", "pressure.target", "FRACTION"),
-    _opt("min_age", "--min-age", "Never evict media younger than this.", "pressure.min_age", "DURATION"),
+         "FRACTION", "DATAGC_PRESSURE_THRESHOLD, GC_DISK_PRESSURE_THRESHOLD", "0.7"),
+    _opt("target", "--target", "Evict down to this usage.", "pressure.target", "FRACTION", "DATAGC_PRESSURE_TARGET",
+         "0.6"),
+    _opt("min_age", "--min-age", "Never evict media younger than this.", "pressure.min_age", "DURATION",
+         "DATAGC_PRESSURE_MIN_AGE, GC_MEDIA_PRESSURE_AGE_MS", "1d"),
 )
-AUDIT: tuple[Opt, ...] = (_opt("top", "--top", "How many of the largest files to list.", "audit.top", "N"),)
+AUDIT: tuple[Opt, ...] = (_opt("top", "--top", "How many of the largest files to list.", "audit.top", "N",
+                               "DATAGC_AUDIT_TOP", "10"),)
 WATCH: tuple[Opt, ...] = (
-    _opt("interval", "--interval", "Time between passes.", "watch.interval", "DURATION"),
-    _opt("initial_delay", "--initial-delay", "Wait before the first pass.", "watch.initial_delay", "DURATION"),
+    _opt("interval", "--interval", "Time between passes.", "watch.interval", "DURATION",
+         "DATAGC_WATCH_INTERVAL, GC_SWEEP_INTERVAL_MS", "1h; 5s with TEST_MODE"),
+    _opt("initial_delay", "--initial-delay", "Wait before the first pass.", "watch.initial_delay", "DURATION",
+         "DATAGC_WATCH_INITIAL_DELAY, GC_INITIAL_DELAY_MS", "1m; 2s with TEST_MODE"),
     _opt("metrics_listen", "--metrics-listen", "Serve Prometheus /metrics over HTTP at this address.",
-         "metrics.listen", "HOST:PORT"),
+         "metrics.listen", "HOST:PORT", "DATAGC_METRICS_LISTEN", "off"),
 )
 RUN_ALL = ROTATE + CDN + SWEEP + PRESSURE
 
@@ -114,9 +170,12 @@ class Invocation:
     opts: tuple[Opt, ...]
 
     def __getattr__(self, name: str) -> Any:
+        """An option's value; False for a switch this command doesn't take (audit has no --dry-run)."""
         try:
             return self.values[name]
         except KeyError:
+            if name in ("dry_run", "verbose", "quiet", "json_output"):
+                return False
             raise AttributeError(name) from None
 
     def config(self) -> Config:
@@ -182,7 +241,8 @@ def _guard(func: Callable[[Invocation], int], invocation: Invocation) -> int:
     try:
         return func(invocation)
     except DatagcError as error:
-        sys.stderr.write(f"datagc: {error}\n")
+        if not (isinstance(error, LockHeld) and invocation.quiet):  # -q under cron: 75 says it, no mail
+            sys.stderr.write(f"datagc: {error}\n")
         return int(error.exit_code)
     except KeyboardInterrupt:
         sys.stderr.write("datagc: interrupted\n")
@@ -210,7 +270,7 @@ def _run(invocation: Invocation, command_name: str, steps: Sequence[str]) -> int
     return code
 
 
-@command("audit", COMMON + AUDIT + PRESSURE[:1])
+@command("audit", READ + AUDIT + PRESSURE[:1])
 def audit_command(invocation: Invocation) -> int:
     """Read-only: sizes, the largest files, disk usage, and space held by deleted-but-open files.
 
@@ -289,7 +349,7 @@ def watch_command(invocation: Invocation) -> int:
     return run_watch(config, options, renderer)
 
 
-@command("config", COMMON + RUN_ALL + AUDIT + WATCH)
+@command("config", (DATA_DIR, CONFIG_FILE, JSON))
 def config_command(invocation: Invocation) -> int:
     """Print the effective configuration and where each value came from.
 

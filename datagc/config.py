@@ -323,8 +323,9 @@ def _read_file(path: Path) -> dict[str, Any]:
             flat[name] = value
     unknown = sorted(set(flat) - set(KEYS_BY_NAME))
     if unknown:
+        names = ", ".join(repr(name) for name in unknown)
         raise ConfigError(
-            f"config file {path}: unknown key {unknown[0]!r} "
+            f"config file {path}: unknown key{'s' if len(unknown) > 1 else ''} {names} "
             f"(known keys: {', '.join(KEYS_BY_NAME)})"
         )
     return flat
@@ -355,7 +356,7 @@ def load_config(
     env = os.environ if env is None else env
     path_text = config_path or env.get("DATAGC_CONFIG") or ""
     file_values = _read_file(Path(path_text)) if path_text else {}
-    test_mode = env.get("TEST_MODE", "").strip().lower() == "true"
+    test_mode = _test_mode(env)
 
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
@@ -372,7 +373,7 @@ def load_config(
             source = f"file {path_text}"
             values[key.name] = _parse(key, key.parse, file_values[key.name], source)
         elif test_mode and key.name in TEST_MODE_DEFAULTS:
-            source = "default (TEST_MODE=true)"
+            source = f"default (TEST_MODE={env['TEST_MODE']})"
             values[key.name] = TEST_MODE_DEFAULTS[key.name]
         else:
             source = "default"
@@ -393,6 +394,15 @@ def load_config(
 
     _validate(values, sources)
     return _build(values, sources)
+
+
+def _test_mode(env: Mapping[str, str]) -> bool:
+    """The service's ``TEST_MODE`` (short watch intervals): a boolean like the others; empty is off."""
+    raw = env.get("TEST_MODE", "")
+    try:
+        return bool(raw.strip()) and _parse_bool(raw)
+    except ValueError as error:
+        raise ConfigError(f"TEST_MODE = {raw!r} (from environment TEST_MODE): {error}") from None
 
 
 def _validate(values: Mapping[str, Any], sources: Mapping[str, str]) -> None:

@@ -167,8 +167,8 @@ def action_line(action: Action, dry_run: bool) -> str:
 
 
 def step_lines(step: StepReport, dry_run: bool, verbose: bool) -> list[str]:
-    if step.status == "disabled":
-        return [f"[janitor] {step.name}: disabled; nothing done"]
+    if step.status == "disabled":  # its note says where the kill switch came from
+        return [f"[janitor] {note}" for note in step.notes]
     lines = [action_line(action, dry_run) for action in step.actions]
     lines += [f"[janitor] {note}" for note in step.notes]
     if verbose:

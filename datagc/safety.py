@@ -540,7 +540,7 @@ def lock_data_dir(data_dir: DataDir, wait_seconds: float | None = None) -> None:
                 waited = f" after waiting {wait_seconds:g}s" if wait_seconds else ""
                 raise LockHeld(
                     f"another datagc is working on {data_dir.path}{waited}; nothing was changed "
-                    "(use --wait SECONDS to wait for it)"
+                    "(use --wait DURATION to wait for it)"
                 ) from None
             time.sleep(0.05)
 

@@ -129,7 +129,8 @@ def test_the_kill_switch_makes_every_step_a_no_op_that_says_so(sample: Path) -> 
     assert all("environment GC_ENABLED" in step["notes"][0] for step in report["steps"])
     plain = run_datagc(*args, env={"DATAGC_ENABLED": "0"})
     assert plain.code == 0
-    assert "[janitor] rotate: disabled; nothing done" in plain.stdout
+    assert ("[janitor] rotate: datagc is disabled (enabled=false from environment DATAGC_ENABLED); nothing was done"
+            in plain.stdout.splitlines())
     assert snapshot(sample) == before
 
 
