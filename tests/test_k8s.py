@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import time
 import tomllib
 import urllib.request
 from pathlib import Path
@@ -208,6 +209,11 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def scrape_names(port: int) -> set[str]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        return {family.name for family in text_string_to_metric_families(response.read().decode())}
+
+
 def test_the_sidecar_command_audits_then_watches_serves_metrics_and_stops_on_sigterm(tmp_path: Path) -> None:
     """The pod's command under sh: `exec` must hand SIGTERM to watch itself (the kubelet signals PID 1)."""
     docs = rendered("base")
@@ -220,8 +226,9 @@ def test_the_sidecar_command_audits_then_watches_serves_metrics_and_stops_on_sig
     pod = Running(container["command"], env)
     try:
         pod.wait_for(pod.out, "[janitor] run-all: ")
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-            served = {family.name for family in text_string_to_metric_families(response.read().decode())}
+        deadline = time.monotonic() + PATIENCE  # the pass is published just after its summary line
+        while not (served := scrape_names(port)) and time.monotonic() < deadline:
+            time.sleep(0.05)
         code = pod.stop(signal.SIGTERM)
     finally:
         pod.close()
