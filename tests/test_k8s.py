@@ -132,7 +132,7 @@ def test_every_container_is_non_root_read_only_without_capabilities_and_bounded(
     spec = pod_specs(rendered("base"))[workload]
     pod = spec["securityContext"]
 
-    assert pod["runAsNonRoot"] is True
+    assert pod["runAsNonRoot"] is True and spec["automountServiceAccountToken"] is False
     assert (pod["runAsUser"], pod["runAsGroup"]) == dockerfile_user()
     assert pod["fsGroup"] == pod["runAsGroup"], "fsGroup gives the volume to the pod's group: no capability needed"
     for container in spec.get("initContainers", []) + spec["containers"]:
@@ -190,17 +190,21 @@ def test_the_cronjob_command_treats_reclaiming_as_success_and_failures_as_failur
     root = tmp_path / "data"
     build_sample(root)
 
-    def run(data_dir: Path) -> subprocess.CompletedProcess[str]:
-        env = container_env(container, tmp_path, docs, DATAGC_DATA_DIR=str(data_dir), DATAGC_PRESSURE_THRESHOLD="1")
+    def run(data_dir: Path, threshold: str = "1") -> subprocess.CompletedProcess[str]:
+        env = container_env(container, tmp_path, docs, DATAGC_DATA_DIR=str(data_dir),
+                            DATAGC_PRESSURE_THRESHOLD=threshold, DATAGC_PRESSURE_TARGET=threshold)
         return subprocess.run(container["command"], env=env, capture_output=True, text=True, timeout=PATIENCE,
                               check=False)
 
     reclaimed = run(root)
     missing = run(tmp_path / "not-mounted")
+    full = run(root, threshold="0.0001")  # no disk here is that empty: evicting all it may, still above
 
     assert reclaimed.returncode == 0, reclaimed.stderr
     assert "exit 8" in reclaimed.stdout and not (root / ORPHAN).exists(), "swept: datagc said 8"
     assert missing.returncode == Exit.USAGE and "does not exist" in missing.stderr
+    assert full.returncode & Exit.STILL_ABOVE_THRESHOLD, "32 fails the Job: " + full.stdout + full.stderr
+    assert f"exit {full.returncode}" in full.stdout, "with datagc's own status"
 
 
 def free_port() -> int:
