@@ -250,24 +250,11 @@ def _guard(func: Callable[[Invocation], int], invocation: Invocation) -> int:
 
 
 def _run(invocation: Invocation, command_name: str, steps: Sequence[str]) -> int:
-    from datagc.runner import RunOptions, run_command
+    from datagc.runner import RunOptions, run_and_report
 
     config = invocation.config()
-    renderer = invocation.renderer()
     options = RunOptions(invocation.dry_run, invocation.wait_seconds(), invocation.verbose)
-    on_traceback = renderer.error if invocation.verbose else None
-    report = run_command(command_name, steps, config, options, on_traceback)
-    renderer.run_report(report)
-    code = report.exit_code
-    if config.metrics.textfile and not invocation.dry_run:
-        from datagc.metrics import write_metrics
-
-        try:
-            write_metrics(config.metrics.textfile, report)
-        except OSError as error:
-            renderer.error(f"metrics file {config.metrics.textfile} not written: {error.strerror or error}")
-            code |= Exit.STEP_FAILED
-    return code
+    return run_and_report(command_name, steps, config, options, invocation.renderer())[1]
 
 
 @command("audit", READ + AUDIT + PRESSURE[:1])

@@ -1,7 +1,11 @@
-"""The one executor: applies a plan, or with ``--dry-run`` records it unapplied.
+"""The one executor: every change any pass makes goes through ``apply``.
 
-Every pass hands its plan here. For deletions the order is the feed
-consistency rule's (SPEC §7 rule 6):
+First the veto (:mod:`datagc.veto`, SPEC §7 rule 11): an action on a protected
+path, outside the media dirs / rotated logs / temp patterns, or under
+``state.dir`` is refused, kept and reported, whichever planner proposed it.
+Then, with ``--dry-run``, the rest is recorded as what would be done;
+otherwise it is applied. For deletions the order is the feed consistency
+rule's (rule 6):
 
 1. null, in the feed files, every local reference to a file about to be
    deleted (the feed is read again now, so references added since planning
@@ -12,42 +16,62 @@ consistency rule's (SPEC §7 rule 6):
    failed for lack of space and step 2 freed some, step 1 is tried once more
    for the files it held back, and those are deleted if it succeeds;
 3. read the feed once more and null again any reference to a file deleted
-   here (the service may have written one back meanwhile).
+   here (the service may have written one back meanwhile);
+4. references nulled for a file that then stayed (its unlink failed, or it
+   changed and was kept) are put back where the feed still holds the null
+   datagc wrote (rule 14; :mod:`datagc.compensate`).
 
 The FeedNull actions of the plan say what a dry run would change; a real run
-reports the nulls it actually wrote. ``step`` receives what happened: actions,
-kept files with why, reclaimed bytes, notes, and on failures status "error",
-``error``, ``Exit.STEP_FAILED`` and ``details["errno"]`` (ENOSPC lets run-all
-retry a rotation).
+reports the nulls (and restores) it actually wrote.
 """
 
 from __future__ import annotations
 
 import errno
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from datagc import feed, safety
-from datagc.exitcodes import Exit
-from datagc.model import Action, Delete, Kept, PassContext, Rotate, StepReport
+from datagc.cdn import local_paths
+from datagc.model import Action, Delete, FeedNull, Kept, PassContext, Rotate, StepReport, note
+from datagc.veto import Veto
 
 #: its directory was replaced by a symlink, a file or a mount since planning: the file is not what was planned
 _NOT_A_DIRECTORY_ANY_MORE = frozenset({errno.ELOOP, errno.ENOTDIR, errno.EXDEV})
 
 
-def execute(ctx: PassContext, plan: Sequence[Action], step: StepReport) -> None:
+def apply(ctx: PassContext, plan: Sequence[Action], step: StepReport) -> None:
     """Apply ``plan`` (or, with ``ctx.dry_run``, record it as what would be done) into ``step``."""
+    allowed = vet(ctx, plan, step)
     if ctx.dry_run:
-        _record(plan, step)
+        _record(allowed, step)
         return
-    failures = _Failures()
-    deletes = [action for action in plan if isinstance(action, Delete)]
+    deletes = [action for action in allowed if isinstance(action, Delete)]
     if deletes:
-        _apply_deletes(ctx, deletes, step, failures)
-    for action in plan:
+        _apply_deletes(ctx, deletes, step)
+    for action in allowed:
         if isinstance(action, Rotate):
-            _apply_rotation(ctx, action, step, failures)
-    failures.report(step)
+            _apply_rotation(ctx, action, step)
+
+
+def vet(ctx: PassContext, plan: Sequence[Action], step: StepReport) -> list[Action]:
+    """The actions every rule allows; each refused one is kept, and fails the step, saying which rule."""
+    veto = Veto(ctx.config)
+    allowed: list[Action] = []
+    refused: set[str] = set()
+    for action in plan:
+        why = veto.refusal(action)
+        if why is None:
+            allowed.append(action)
+            continue
+        step.kept.append(Kept(action.path, why))
+        step.fail(why)
+        if isinstance(action, Delete):
+            refused.add(action.path)
+    if not refused:
+        return allowed
+    media_dirs = ctx.config.sweep.media_dirs
+    return [action for action in allowed
+            if not (isinstance(action, FeedNull) and local_paths(action.url, media_dirs) <= refused)]
 
 
 def _record(plan: Sequence[Action], step: StepReport) -> None:
@@ -59,65 +83,38 @@ def _record(plan: Sequence[Action], step: StepReport) -> None:
             step.reclaimed_bytes += max(0, action.bytes_before - action.bytes_after)
 
 
-@dataclass
-class _Failures:
-    """OS errors met along the way: per errno, how many and one example."""
-
-    counts: dict[int, int] = field(default_factory=dict)
-    first: str | None = None
-    first_errno: int | None = None
-
-    def add(self, code: int | None, message: str) -> None:
-        # ENOSPC is the one run-all acts on (it retries the step once space was freed): it is reported first.
-        if self.first is None or (code == errno.ENOSPC and self.first_errno != errno.ENOSPC):
-            self.first, self.first_errno = message, code
-        self.counts[code or 0] = self.counts.get(code or 0, 0) + 1
-
-    def report(self, step: StepReport) -> None:
-        if self.first is None:
-            return
-        step.status = "error"
-        total = sum(self.counts.values())
-        step.error = self.first if total == 1 else f"{self.first} (and {total - 1} more problems)"
-        step.flags |= Exit.STEP_FAILED
-        step.details.setdefault("errno", errno.errorcode.get(self.first_errno or 0, ""))
-
-
-def _apply_deletes(ctx: PassContext, deletes: list[Delete], step: StepReport, failures: _Failures) -> None:
+def _apply_deletes(ctx: PassContext, deletes: list[Delete], step: StepReport) -> None:
     data_dir, config = ctx.data_dir, ctx.config
     before = feed.null_references(data_dir, config, [action.path for action in deletes])
     step.actions.extend(before.nulls)
     held = before.blocked
-    deleted = _unlink_all(data_dir, [action for action in deletes if action.path not in held], before.nulled,
-                          step, failures)
+    nulled = set(before.nulled)
+    deleted = _unlink_all(data_dir, [action for action in deletes if action.path not in held], nulled, step)
     problems = before.problems
     if held and deleted and any(problem.errno == errno.ENOSPC for problem in problems):
         retry = feed.null_references(data_dir, config, list(held))
         step.actions.extend(retry.nulls)
-        step.notes.append("the feed could not be rewritten for lack of space before the deletions; "
-                          "it was tried again once they had freed some")
+        step.notes.append(note("feed-retried-after-space"))
         problems = retry.problems
         released = [action for action in deletes if action.path in held and action.path not in retry.blocked]
         held = retry.blocked
-        deleted += _unlink_all(data_dir, released, retry.nulled, step, failures)
+        nulled |= retry.nulled
+        deleted += _unlink_all(data_dir, released, nulled, step)
     for problem in problems:
-        failures.add(problem.errno, str(problem))
-        step.notes.append(f"{problem}; the files it may reference were kept")
-    step.kept.extend(Kept(path, why) for path, why in held.items())
+        step.fail(note("feed-problem", problem=str(problem)), problem.errno)
+        step.notes.append(note("feed-problem-kept", problem=str(problem)))
+    step.kept.extend(Kept(path, note("feed-blocked", why=why)) for path, why in held.items())
     if deleted:
         after = feed.null_references(data_dir, config, deleted)
         step.actions.extend(after.nulls)
         if after.nulls:
-            step.notes.append(f"the feed named {len(after.nulled)} deleted file(s) again after the deletions "
-                              "(the service rewrote it meanwhile); those references were set to null again")
+            step.notes.append(note("feed-nulled-again", count=len(after.nulled)))
         for problem in after.problems:
-            failures.add(problem.errno, str(problem))
-            step.notes.append(f"{problem}; it could not be checked for references to the files just deleted")
+            step.fail(note("feed-problem", problem=str(problem)), problem.errno)
+            step.notes.append(note("feed-problem-after", problem=str(problem)))
 
 
-def _unlink_all(
-    data_dir: safety.DataDir, deletes: list[Delete], nulled: set[str], step: StepReport, failures: _Failures
-) -> list[str]:
+def _unlink_all(data_dir: safety.DataDir, deletes: list[Delete], nulled: set[str], step: StepReport) -> list[str]:
     """Unlink each planned file that is still what was planned; returns the paths unlinked."""
     deleted: list[str] = []
     changed: list[str] = []
@@ -140,9 +137,9 @@ def _unlink_all(
                 if error.errno in _NOT_A_DIRECTORY_ANY_MORE:
                     changed.append(action.path)
                     continue
-                message = f"could not delete {action.path} ({error.strerror}); it was left as it was"
-                failures.add(error.errno, message)
-                step.kept.append(Kept(action.path, message))
+                why = note("delete-failed", path=action.path, strerror=error.strerror or str(error))
+                step.fail(why, error.errno)
+                step.kept.append(Kept(action.path, why))
                 continue
             if result == safety.UNLINKED:
                 step.actions.append(action)
@@ -151,14 +148,13 @@ def _unlink_all(
             elif result == safety.CHANGED:
                 changed.append(action.path)
     for path in changed:
-        also = " (its local feed reference had already been set to null)" if path in nulled else ""
-        step.kept.append(Kept(path, f"changed since it was planned{also}"))
+        step.kept.append(Kept(path, note("changed-since-planned", nulled=path in nulled)))
     if changed:
-        step.notes.append(f"kept {len(changed)} file(s) that changed since they were planned, e.g. {changed[0]}")
+        step.notes.append(note("kept-changed", count=len(changed), example=changed[0]))
     return deleted
 
 
-def _apply_rotation(ctx: PassContext, action: Rotate, step: StepReport, failures: _Failures) -> None:
+def _apply_rotation(ctx: PassContext, action: Rotate, step: StepReport) -> None:
     """Rotate one log now (its cut is computed again: it grew since the plan) and record what happened."""
     from datagc.tailcopy import failure_reason, rotate_path  # only rotations need the rotation machinery
 
@@ -166,11 +162,11 @@ def _apply_rotation(ctx: PassContext, action: Rotate, step: StepReport, failures
     try:
         rotation = rotate_path(ctx.data_dir, action.path, settings.keep_lines, settings.keep_bytes)
     except OSError as error:
-        failures.add(error.errno, f"could not rotate {action.path} ({action.bytes_before} bytes): "
-                                  f"{failure_reason(error)}; the log was left as it was")
+        step.fail(note("rotate-failed", path=action.path, bytes=action.bytes_before, why=failure_reason(error)),
+                  error.errno)
         return
     if not rotation.rotated:
-        step.kept.append(Kept(rotation.path, "fits within rotate.keep_lines and rotate.keep_bytes now; left alone"))
+        step.kept.append(Kept(rotation.path, note("rotate-fits-now")))
         return
     step.actions.append(rotation.action)
     step.reclaimed_bytes += rotation.reclaimed_bytes
@@ -178,11 +174,7 @@ def _apply_rotation(ctx: PassContext, action: Rotate, step: StepReport, failures
         carried = step.details.get("carried_bytes", 0)
         step.details["carried_bytes"] = (carried if isinstance(carried, int) else 0) + rotation.carried_bytes
     if rotation.writer_lingered:
-        step.notes.append(
-            f"{rotation.path}: a process still held the old log open for writing; what it writes from now on "
-            "goes to the old, unlinked file and is lost to the new log (restart that writer; see README, "
-            "'Writers that keep the log open')")
+        step.notes.append(note("writer-lingered", path=rotation.path))
     if rotation.carry_error:
-        step.notes.append(
-            f"{rotation.path}: rotated, but {rotation.uncarried_bytes} bytes appended during the rotation could "
-            f"not be carried into the new log ({rotation.carry_error})")
+        step.notes.append(note("carry-error", path=rotation.path, bytes=rotation.uncarried_bytes,
+                               error=rotation.carry_error))

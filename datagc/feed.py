@@ -332,24 +332,3 @@ def _block(outcome: NullOutcome, problem: FeedProblem, paths: Collection[str]) -
     outcome.problems.append(problem)
     for path in paths:
         outcome.blocked.setdefault(path, f"{problem}, and may reference it")
-
-
-def clean_stale_feed_temps(data_dir: safety.DataDir, config: Config) -> list[str]:
-    """Remove datagc temps left next to the feed files by a crashed rewrite; their paths.
-
-    Call under the data directory lock, before any rewrite. A feed directory
-    that can't be opened is left alone (reading the feed will report it).
-    """
-    removed: list[str] = []
-    for directory in sorted({safety.split_path(feed)[0] for feed in config.feed.files}):
-        try:
-            dir_fd = data_dir.open_dir(directory)
-        except OSError:
-            continue
-        try:
-            removed.extend(safety.join_path(directory, name) for name in safety.clean_stale_temps(dir_fd))
-        except OSError:
-            pass  # unreadable: reading the feed reports it
-        finally:
-            os.close(dir_fd)
-    return removed

@@ -1,22 +1,39 @@
-"""Plans and reports: plain dataclasses that every pass, the executor and every renderer share.
+"""Plans and reports: the plain values every pass, the executor and every renderer share.
 
-A pass observes the tree and returns a plan (a list of actions, each carrying
-its reason); the executor applies it; ``--dry-run`` renders the same plan
-unapplied. The report is what happened (or would happen) and is what the
-renderers (rich, plain lines, JSON) read.
+A pass observes the tree and makes a :class:`Plan` (actions, each carrying its
+reason; files kept and why; notes); the runner hands the actions to the one
+executor, which applies them or, with ``--dry-run``, records them; the pass
+then concludes the :class:`StepReport`. Nothing here is English: a
+:class:`Note` is a code with fields, and :mod:`datagc.wording` turns it into a
+sentence for the renderers.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from errno import ENOSPC
+from typing import Generic, Literal, TypeVar
 
 from datagc.config import Config
 from datagc.exitcodes import Exit
-from datagc.safety import DataDir, DiskUsage, FileIdentity
+from datagc.facts import DiskUsage, FileIdentity
+from datagc.safety import DataDir
 
 Reason = Literal["age", "published", "temp", "pressure"]
 StepStatus = Literal["ok", "error", "skipped", "disabled"]
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """Something to tell about a step, as a code and its facts (``wording.text`` makes the sentence)."""
+
+    code: str
+    fields: Mapping[str, object] = field(default_factory=dict)
+
+
+def note(code: str, **fields: object) -> Note:
+    return Note(code, fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +45,7 @@ class Delete:
     reason: Reason
     age: float  # seconds since its mtime, at planning time
     identity: FileIdentity
-    #: why this file and not another, for people: "on the CDN", "unreferenced", …
+    #: why this file and not another: "on the CDN", "unreferenced", "datagc leftover", …
     detail: str = ""
     kind: Literal["delete"] = "delete"
 
@@ -45,6 +62,17 @@ class FeedNull:
 
 
 @dataclass(frozen=True, slots=True)
+class FeedRestore:
+    """Put back a URL datagc nulled in this pass, because its file was not deleted after all (rule 14)."""
+
+    path: str  # the feed file, relative to DATA_DIR
+    field: str
+    url: str
+    post: str | None = None
+    kind: Literal["feed-restore"] = "feed-restore"
+
+
+@dataclass(frozen=True, slots=True)
 class Rotate:
     """Keep only the tail of an event log."""
 
@@ -55,7 +83,7 @@ class Rotate:
     kind: Literal["rotate"] = "rotate"
 
 
-Action = Delete | FeedNull | Rotate
+Action = Delete | FeedNull | FeedRestore | Rotate
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +91,30 @@ class Kept:
     """A file the plan or the executor chose to keep, and why (shown with --verbose)."""
 
     path: str
-    why: str
+    why: Note
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why a step failed: what to tell, and the OS error behind it (run-all retries a rotation on ENOSPC)."""
+
+    why: Note
+    errno: int | None = None
+
+
+@dataclass
+class Plan:
+    """What a pass decided before anything was touched; passes extend it with their own facts."""
+
+    actions: list[Action] = field(default_factory=list)
+    kept: list[Kept] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
+    #: failures known before applying (a feed that doesn't parse, an unreadable directory)
+    failures: list[Failure] = field(default_factory=list)
+    #: extra machine-readable facts of the step, merged into its JSON object
+    details: dict[str, object] = field(default_factory=dict)
+    #: nothing applies (pressure below its threshold, …): the step reports "skipped"
+    skipped: bool = False
 
 
 @dataclass
@@ -73,14 +124,46 @@ class StepReport:
     name: str
     status: StepStatus = "ok"
     reclaimed_bytes: int = 0
-    error: str | None = None
     actions: list[Action] = field(default_factory=list)
     kept: list[Kept] = field(default_factory=list)
-    #: lines for people about the step as a whole (pressure's usage summary, …)
-    notes: list[str] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
     #: extra machine-readable facts of the step, merged into its JSON object
     details: dict[str, object] = field(default_factory=dict)
-    flags: Exit = Exit.OK
+    failures: list[Failure] = field(default_factory=list)
+    #: the disk is still above the pressure threshold at the end of the step (exit bit 32)
+    still_above: bool = False
+
+    def fail(self, why: Note, errno: int | None = None) -> None:
+        """Record a failure (once): the step's status becomes "error"."""
+        self.failures.append(Failure(why, errno))
+        self.status = "error"
+
+    @property
+    def first_failure(self) -> Failure | None:
+        """The failure the step is reported by: ENOSPC first (run-all acts on it), else the first met."""
+        for failure in self.failures:
+            if failure.errno == ENOSPC:
+                return failure
+        return self.failures[0] if self.failures else None
+
+    @property
+    def errno(self) -> int | None:
+        first = self.first_failure
+        return first.errno if first is not None else None
+
+    @property
+    def flags(self) -> Exit:
+        """The exit bits of this step, derived from its status, actions and end state (SPEC §4)."""
+        flags = Exit.STEP_FAILED if self.status == "error" else Exit.OK
+        for action in self.actions:
+            if isinstance(action, Rotate):
+                flags |= Exit.ROTATED
+            elif isinstance(action, Delete):
+                flags |= Exit.PRESSURE_DELETED if action.reason == "pressure" else Exit.SWEPT
+        if self.still_above:
+            flags |= Exit.STILL_ABOVE_THRESHOLD
+        return flags
+
 
 
 @dataclass
@@ -118,3 +201,16 @@ class PassContext:
     data_dir: DataDir
     dry_run: bool
     now: float
+
+
+PlanT = TypeVar("PlanT", bound=Plan)
+
+
+@dataclass(frozen=True)
+class PassSpec(Generic[PlanT]):
+    """A pass as the runner drives it: ``prepare`` observes and plans (changing nothing), the
+    executor applies the plan's actions, ``conclude`` completes the step report from what happened."""
+
+    name: str
+    prepare: Callable[[PassContext], PlanT]
+    conclude: Callable[[PassContext, PlanT, StepReport], None]

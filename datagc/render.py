@@ -8,16 +8,18 @@ service's operators already search for (``[janitor]``, ``[disk-audit]``).
 from __future__ import annotations
 
 import contextlib
+import errno
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
 import orjson
 
-from datagc.model import Action, Delete, FeedNull, Rotate, RunReport, StepReport
+from datagc.facts import DiskUsage
+from datagc.model import Action, Delete, FeedNull, FeedRestore, Rotate, RunReport, StepReport
 from datagc.passes.audit import AuditReport, ProgressCallback
-from datagc.safety import DiskUsage
 from datagc.units import human_age, human_size
+from datagc.wording import error_text, text
 
 JSON_VERSION = 1
 #: rows of actions shown in a rich table before "… and N more"
@@ -67,7 +69,7 @@ def action_json(action: Action) -> dict[str, Any]:
             "age_seconds": round(action.age, 3),
             "detail": action.detail,
         }
-    if isinstance(action, FeedNull):
+    if isinstance(action, (FeedNull, FeedRestore)):
         return {
             "kind": action.kind,
             "path": printable(action.path),
@@ -84,16 +86,22 @@ def action_json(action: Action) -> dict[str, Any]:
     }
 
 
+def step_error(step: StepReport) -> str | None:
+    return error_text(step.failures, step.first_failure)
+
+
 def step_json(step: StepReport) -> dict[str, Any]:
     document: dict[str, Any] = {
         "name": step.name,
         "status": step.status,
         "reclaimed_bytes": step.reclaimed_bytes,
-        "error": step.error,
+        "error": step_error(step),
         "actions": [action_json(action) for action in step.actions],
-        "kept": [{"path": printable(kept.path), "why": kept.why} for kept in step.kept],
-        "notes": step.notes,
+        "kept": [{"path": printable(kept.path), "why": text(kept.why)} for kept in step.kept],
+        "notes": [text(note) for note in step.notes],
     }
+    if step.failures:
+        document["errno"] = errno.errorcode.get(step.errno or 0, "")
     document.update(step.details)
     return document
 
@@ -156,6 +164,10 @@ def action_line(action: Action, dry_run: bool) -> str:
         post = f" of {action.post}" if action.post else ""
         verb = "null" if dry_run else "nulled"
         return f"[janitor] {would}{verb} {action.field}{post} in {printable(action.path)} ({action.url})"
+    if isinstance(action, FeedRestore):
+        post = f" of {action.post}" if action.post else ""
+        return (f"[janitor] restored {action.field}{post} in {printable(action.path)} ({action.url}): "
+                "its file was not deleted after all")
     if action.reason == "pressure":
         verb = "evict" if dry_run else "evicted"
         facts = [action.detail] if action.detail else []
@@ -170,9 +182,9 @@ def step_lines(step: StepReport, dry_run: bool, verbose: bool) -> list[str]:
     if step.status == "disabled":  # its note says where the kill switch came from
         return [f"[janitor] {note}" for note in step.notes]
     lines = [action_line(action, dry_run) for action in step.actions]
-    lines += [f"[janitor] {note}" for note in step.notes]
+    lines += [f"[janitor] {text(note)}" for note in step.notes]
     if verbose:
-        lines += [f"[janitor] kept {printable(kept.path)}: {kept.why}" for kept in step.kept]
+        lines += [f"[janitor] kept {printable(kept.path)}: {text(kept.why)}" for kept in step.kept]
     return lines
 
 
@@ -254,8 +266,9 @@ class Renderer:
 
     def run_report(self, report: RunReport) -> None:
         for step in report.steps:
-            if step.status == "error" and step.error:
-                self.error(f"{step.name} failed: {step.error}")
+            error = step_error(step)
+            if error:
+                self.error(f"{step.name} failed: {error}")
         if self.json:
             self.write_json(run_json(report))
         elif self.quiet:
@@ -336,10 +349,10 @@ class Renderer:
             else:
                 console.print(f"[bold]{step.name}[/bold]: {step.status}")
             for note in step.notes:
-                console.print(f"  {note}", markup=False)
+                console.print(f"  {text(note)}", markup=False)
             if self.verbose:
                 for kept in step.kept:
-                    console.print(f"  kept {printable(kept.path)}: {kept.why}", markup=False)
+                    console.print(f"  kept {printable(kept.path)}: {text(kept.why)}", markup=False)
         console.print(f"[bold]{title}[/bold]")
         console.print(summary_line(report).removeprefix("[janitor] "), markup=False)
 
@@ -392,9 +405,9 @@ def _rich_row(action: Action, dry_run: bool) -> tuple[str, str, str, str]:
         sizes = f"{people_size(action.bytes_before)} -> {people_size(action.bytes_after)}"
         what = f"{sizes}, kept {action.lines_kept:,} lines"
         return ("rotate", printable(action.path), what, people_size(action.bytes_before - action.bytes_after))
-    if isinstance(action, FeedNull):
+    if isinstance(action, (FeedNull, FeedRestore)):
         post = f" of {action.post}" if action.post else ""
-        return ("feed-null", printable(action.path), f"{action.field}{post}: {action.url}", "")
+        return (action.kind, printable(action.path), f"{action.field}{post}: {action.url}", "")
     detail = f" ({action.detail})" if action.detail else ""
     why = f"{action.reason}{detail}, {human_age(action.age)} old"
     return ("delete", printable(action.path), why, people_size(action.bytes))

@@ -18,10 +18,10 @@ import re
 import stat
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from datagc.errors import DataDirError, LockHeld
+from datagc.facts import DiskUsage, FileIdentity
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 #: Marks datagc's own temp files; ``TEMP_MARK`` never appears in a service file name.
@@ -223,31 +223,6 @@ def _walk_fd(data_dir: DataDir, top: str, top_fd: int, report: WalkErrorHandler)
 # --- checked deletion ---------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class FileIdentity:
-    """What a file was when it was planned; any difference means it changed.
-
-    ``ctime_ns`` catches what the others can't: a file replaced by a same-size
-    copy with its mtime preserved (``cp -p``, ``rsync -t``, ``tar x``) that
-    reuses the inode number. No one can set the ctime (utime moves it to now).
-    """
-
-    dev: int
-    ino: int
-    size: int
-    mtime_ns: int
-    ctime_ns: int
-
-    @classmethod
-    def of(cls, st: os.stat_result) -> FileIdentity:
-        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-    def moved(self, other: FileIdentity | None) -> bool:
-        """``other`` is this file, renamed since (a rename moves the ctime, so it is not compared)."""
-        return other is not None and (self.dev, self.ino, self.size, self.mtime_ns) == (
-            other.dev, other.ino, other.size, other.mtime_ns)
-
-
 def reclaimable_bytes(st: os.stat_result) -> int:
     """Allocated bytes that come back when this name is unlinked (0 if other links remain)."""
     return st.st_blocks * 512 if st.st_nlink == 1 else 0
@@ -376,21 +351,6 @@ def atomic_rewrite(dir_fd: int, name: str, content: bytes, like: os.stat_result)
         raise
 
 
-def clean_stale_temps(dir_fd: int) -> list[str]:
-    """Remove datagc temp files left in ``dir_fd`` by a crashed pass.
-
-    Only called under the data directory lock, so no other datagc is writing
-    them. Returns the names removed.
-    """
-    removed = []
-    with os.scandir(dir_fd) as entries:
-        for entry in entries:
-            if is_datagc_temp(entry.name) and entry.is_file(follow_symlinks=False):
-                discard_temp(dir_fd, entry.name)
-                removed.append(entry.name)
-    return removed
-
-
 # --- reading and conditional replacement (feed rewrites) ----------------------
 
 #: errnos of renameat2(RENAME_EXCHANGE) where the kernel, libc or filesystem can't exchange
@@ -502,7 +462,7 @@ def settle_exchange(dir_fd: int, temp: str, name: str, ours: FileIdentity, expec
     version was displaced; it is swapped back into ``name`` (repeatedly, if the
     writer keeps landing in between) and the superseded file left under
     ``temp`` is removed (``CHANGED``). A writer that never settles leaves the
-    last displaced version under ``temp`` for ``clean_stale_temps``.
+    last displaced version under ``temp`` for the next pass (``datagc.leftovers``).
     """
     held = ours
     for _ in range(_MAX_SWAPS):
@@ -546,19 +506,6 @@ def lock_data_dir(data_dir: DataDir, wait_seconds: float | None = None) -> None:
 
 
 # --- disk usage ---------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DiskUsage:
-    """What ``df`` shows for the filesystem holding DATA_DIR.
-
-    ``used_fraction`` is df's Use%: used / (used + available to unprivileged users).
-    """
-
-    total_bytes: int
-    used_bytes: int
-    free_bytes: int
-    used_fraction: float
 
 
 def disk_usage(fd: int) -> DiskUsage:

@@ -24,7 +24,7 @@ from datagc.endpoint import serve_metrics
 from datagc.errors import DatagcError
 from datagc.model import RunReport
 from datagc.render import Renderer
-from datagc.runner import RUN_ALL_STEPS, RunOptions, run_command
+from datagc.runner import RUN_ALL_STEPS, RunOptions, run_and_report
 from datagc.units import format_duration
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -80,27 +80,19 @@ class StopRequest:
 
 
 def run_pass(config: Config, options: RunOptions, renderer: Renderer) -> RunReport | None:
-    """One run-all pass, reported, its metrics written; no failure escapes. Its report, if it ran."""
-    on_traceback = renderer.error if options.verbose else None
+    """One run-all pass, reported, its metrics written (``runner.run_and_report``); no failure escapes.
+    Its report, if it ran."""
     try:
-        report = run_command("run-all", RUN_ALL_STEPS, config, options, on_traceback)
+        report, _ = run_and_report("run-all", RUN_ALL_STEPS, config, options, renderer)
     except DatagcError as error:  # the lock is held, the data directory is missing, …
         renderer.error(f"watch: pass skipped: {error}")
         return None
     except Exception as error:
         renderer.error(f"watch: pass failed with internal error {type(error).__name__}: {error}; "
                        "the next pass will try again")
-        if on_traceback is not None:
-            on_traceback(traceback.format_exc())
+        if options.verbose:
+            renderer.error(traceback.format_exc())
         return None
-    renderer.run_report(report)
-    if config.metrics.textfile and not options.dry_run:
-        from datagc.metrics import write_metrics
-
-        try:
-            write_metrics(config.metrics.textfile, report)
-        except OSError as error:
-            renderer.error(f"metrics file {config.metrics.textfile} not written: {error.strerror or error}")
     return report
 
 

@@ -136,7 +136,7 @@ def test_kill_9_during_rotation(tmp_path: Path) -> None:
 
     def clean_up() -> None:
         result = run_datagc("rotate", *flags)
-        assert result.code in (0, 4), result.stderr
+        assert result.code in (0, 4, 8, 12), result.stderr  # 8: it swept the leftover temp
         assert_rotated_tail(original, log.read_bytes(), KEEP_LINES, KEEP_BYTES)
 
     offsets = (0.0, 0.002, 0.01, 0.03, 0.06, 0.1, 0.15, 0.25)

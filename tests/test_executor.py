@@ -12,8 +12,9 @@ import pytest
 
 from datagc import executor, feed, safety
 from datagc.exitcodes import Exit
-from datagc.model import Action, Delete, FeedNull, Kept, Rotate, StepReport
+from datagc.model import Action, Delete, FeedNull, Rotate, StepReport
 from tests.mounts import MiB, fill, readonly_bind, tmpfs
+from tests.steps import errno_name, error, notes, why
 from tests.sweep_support import NOW, context, files, make_config, node_json, post, posts, sample, snapshot, write_file
 
 
@@ -52,15 +53,15 @@ def test_files_that_vanish_or_change_after_planning_are_not_deleted(tmp_path: Pa
 
     step = StepReport("sweep")
     with context(root, make_config(root)) as ctx:
-        executor.execute(ctx, plan, step)
+        executor.apply(ctx, plan, step)
     assert deleted(step) == ["images/old/fine-1.png", "images/old/fine-2.png"]
     assert step.reclaimed_bytes == expected_bytes > 0
     assert {kept.path for kept in step.kept} == {f"images/old/{n}.png" for n in ("touched", "grown", "replaced",
                                                                                   "now-a-link")}
-    assert all(kept.why == "changed since it was planned" for kept in step.kept)
+    assert all(why(kept) == "changed since it was planned" for kept in step.kept)
     assert files(root) == {f"images/old/{n}.png" for n in ("touched", "grown", "replaced")}
     assert (old / "now-a-link.png").is_symlink() and outside.exists()
-    assert step.status == "ok" and step.flags == Exit.OK
+    assert step.status == "ok" and step.flags == Exit.SWEPT
 
 
 def _later_ctime(path: Path, planned: Action) -> None:
@@ -101,9 +102,10 @@ def test_a_directory_replaced_by_a_symlink_is_not_followed(tmp_path: Path) -> No
     (root / "images" / "sub").symlink_to(elsewhere)
     step = StepReport("sweep")
     with context(root, make_config(root)) as ctx:
-        executor.execute(ctx, plan, step)
+        executor.apply(ctx, plan, step)
     assert (elsewhere / "a.png").exists()
-    assert step.kept == [Kept("images/sub/a.png", "changed since it was planned")] and not step.actions
+    assert [(kept.path, why(kept)) for kept in step.kept] == [("images/sub/a.png", "changed since it was planned")]
+    assert not step.actions
 
 
 def test_dry_run_records_the_plan_and_touches_nothing(tmp_path: Path) -> None:
@@ -117,7 +119,7 @@ def test_dry_run_records_the_plan_and_touches_nothing(tmp_path: Path) -> None:
     before = snapshot(root)
     step = StepReport("sweep")
     with context(root, make_config(root), dry_run=True) as ctx:
-        executor.execute(ctx, plan, step)
+        executor.apply(ctx, plan, step)
     assert step.actions == plan
     assert step.reclaimed_bytes == sum(a.bytes for a in plan if isinstance(a, Delete)) + 600
     assert snapshot(root) == before
@@ -142,13 +144,13 @@ def test_the_feed_is_nulled_before_and_checked_again_after_the_unlinks(tmp_path:
     step = StepReport("sweep")
     with context(root, make_config(root)) as ctx, pytest.MonkeyPatch.context() as patch:
         patch.setattr(executor, "_unlink_all", unlink_then_service_writes)
-        executor.execute(ctx, plan, step)
+        executor.apply(ctx, plan, step)
     assert not (root / "images" / "shared-name.png").exists()
     assert post(root, "p3")["imageUrl"] is None
     assert post(root, "p3")["videoUrl"] == "/videos/shared-name.mp4"
     assert post(root, "p7")["imageUrl"] == "/images/new.png"
     assert nulls(step) == [FeedNull("posts.json", "imageUrl", "/images/shared-name.png", "p3")] * 2
-    assert any("again" in note for note in step.notes)
+    assert any("again" in note for note in notes(step))
     assert step.status == "ok"
 
 
@@ -163,11 +165,11 @@ def test_a_feed_broken_after_planning_keeps_the_media_but_not_the_temps(tmp_path
     (root / "posts.json").write_bytes(b'[{"id": "p3", "imageUrl": "/images/shared-name.png"')  # torn by hand
     step = StepReport("sweep")
     with context(root, make_config(root)) as ctx:
-        executor.execute(ctx, plan, step)
+        executor.apply(ctx, plan, step)
     assert deleted(step) == ["posts.json.tmp.1763000000000"]
     assert (root / "images" / "shared-name.png").exists() and (root / "voice/old/monologue-1763000000.mp3").exists()
     assert {kept.path for kept in step.kept} == {"images/shared-name.png", "voice/old/monologue-1763000000.mp3"}
-    assert all("is not JSON" in kept.why for kept in step.kept)
+    assert all("is not JSON" in why(kept) for kept in step.kept)
     assert (root / "posts.json").read_bytes() == b'[{"id": "p3", "imageUrl": "/images/shared-name.png"'
     assert step.status == "error" and step.flags & Exit.STEP_FAILED
     assert not nulls(step)
@@ -183,14 +185,14 @@ def test_one_failing_unlink_never_stops_the_others(tmp_path: Path) -> None:
     try:
         step = StepReport("sweep")
         with context(root, make_config(root)) as ctx:
-            executor.execute(ctx, plan, step)
+            executor.apply(ctx, plan, step)
     finally:
         subprocess.run(["chattr", "-i", str(root / "images" / "b.png")], check=True)
     assert deleted(step) == ["images/a.png", "images/c.png"]
     assert files(root) == {"images/b.png"}
-    assert step.kept == [Kept("images/b.png", "could not delete images/b.png (Operation not permitted); "
-                                              "it was left as it was")]
-    assert step.status == "error" and step.flags == Exit.STEP_FAILED and step.details["errno"] == "EPERM"
+    assert [(kept.path, why(kept)) for kept in step.kept] == [
+        ("images/b.png", "could not delete images/b.png (Operation not permitted); it was left as it was")]
+    assert step.status == "error" and step.flags == Exit.STEP_FAILED | Exit.SWEPT and errno_name(step) == "EPERM"
 
 
 @pytest.mark.mount
@@ -202,12 +204,12 @@ def test_a_read_only_filesystem_is_an_error_and_changes_nothing(tmp_path: Path) 
                               delete_of(root, "images/1763900000000-a1-v2.png")]
         step = StepReport("sweep")
         with context(root, make_config(root)) as ctx:
-            executor.execute(ctx, plan, step)
+            executor.apply(ctx, plan, step)
         assert snapshot(root) == before
     assert not deleted(step) and not nulls(step)
     assert {kept.path for kept in step.kept} == {"images/shared-name.png", "images/1763900000000-a1-v2.png"}
-    assert step.status == "error" and step.details["errno"] == "EROFS"
-    assert "Read-only file system" in (step.error or "")
+    assert step.status == "error" and errno_name(step) == "EROFS"
+    assert "Read-only file system" in (error(step) or "")
 
 
 @pytest.mark.mount
@@ -221,12 +223,12 @@ def test_a_full_disk_frees_space_first_then_rewrites_the_feed(tmp_path: Path) ->
         filler = fill(root)
         step = StepReport("sweep")
         with context(root, make_config(root)) as ctx:
-            executor.execute(ctx, plan, step)
+            executor.apply(ctx, plan, step)
         assert files(root) == {"posts.json", filler.name}
         assert post(root, "p3")["imageUrl"] is None
     assert deleted(step) == ["images/unreferenced.png", "images/shared-name.png"]
     assert nulls(step) == [FeedNull("posts.json", "imageUrl", "/images/shared-name.png", "p3")]
-    assert any("lack of space" in note for note in step.notes)
+    assert any("lack of space" in note for note in notes(step))
     assert step.status == "ok" and not step.kept
 
 
@@ -238,7 +240,7 @@ def test_references_added_after_planning_are_nulled_too(tmp_path: Path) -> None:
     (root / "posts.json").write_text(node_json(document))
     step = StepReport("sweep")
     with context(root, make_config(root)) as ctx:
-        executor.execute(ctx, plan, step)
+        executor.apply(ctx, plan, step)
     assert post(root, "p8")["videoUrl"] is None
     assert nulls(step) == [FeedNull("posts.json", "videoUrl", "/voice/old/monologue-1763000000.mp3", "p8")]
 
@@ -254,7 +256,7 @@ def test_hard_links_and_many_directories(tmp_path: Path) -> None:
     plan[0] = delete_of(root, "images/0/0/f0.png")  # two links now: frees nothing
     step = StepReport("sweep")
     with context(root, make_config(root)) as ctx:
-        executor.execute(ctx, plan, step)
+        executor.apply(ctx, plan, step)
     assert files(root) == set()
     assert len(deleted(step)) == 300
     assert plan[0].bytes == 0  # type: ignore[union-attr]

@@ -12,14 +12,15 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
+from unittest.mock import patch
 
 import orjson
 import pytest
 
+from datagc import cdn
 from datagc.config import FlagValue, load_config
 from datagc.exitcodes import Exit
 from datagc.model import Delete, PassContext, StepReport
-from datagc.passes import pressure
 from datagc.safety import DataDir
 from tests.helpers import DATAGC, clean_env
 from tests.mounts import MiB, tmpfs
@@ -33,6 +34,7 @@ from tests.pressure_tree import (
     usage,
     write_file,
 )
+from tests.steps import notes, run
 
 pytestmark = pytest.mark.mount
 
@@ -44,8 +46,8 @@ def run_pass(data: Path, flags: dict[str, object]) -> StepReport:
     given = {"data_dir": str(data), "pressure.threshold": 0.7, "pressure.target": 0.6, "pressure.min_age": "1d",
              **flags}
     config = load_config({key: FlagValue(key, value) for key, value in given.items()}, env={})
-    with DataDir(data) as data_dir:
-        return pressure.run(PassContext(config, data_dir, False, time.time()), verify_timeout=5.0)
+    with DataDir(data) as data_dir, patch.object(cdn, "VERIFY_TIMEOUT", 5.0):
+        return run("pressure", PassContext(config, data_dir, False, time.time()))
 
 
 def deleted(step: StepReport) -> list[str]:
@@ -66,7 +68,7 @@ def test_a_symlinked_media_dir_is_not_followed(tmp_path: Path) -> None:
 
         assert (outside / "old.mp3").exists()
         assert not any(path.startswith("voice-link") for path in deleted(step))
-        assert any(note.startswith("voice-link is a symbolic link") for note in step.notes)
+        assert any(note.startswith("voice-link is a symbolic link") for note in notes(step))
 
 
 def test_a_mount_point_inside_a_media_dir_is_not_entered() -> None:
@@ -162,6 +164,6 @@ def test_cdn_verify_ranks_a_copy_missing_on_the_cdn_as_local_only(monkeypatch: p
         details = {a.path: a.detail for a in step.actions if isinstance(a, Delete)}
         assert details["videos/pub-3.mp4"] == details["images/pub-2.png"] == "on the CDN, verified"
         assert details["images/pub-1.png"] == "unreferenced"
-        (note,) = [n for n in step.notes if n.startswith("images/pub-1.png ranked as a local-only copy")]
+        (note,) = [n for n in notes(step) if n.startswith("images/pub-1.png ranked as a local-only copy")]
         assert "404" in note
         assert set(before) - set(snapshot(data)) == set(victims)

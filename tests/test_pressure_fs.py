@@ -19,7 +19,6 @@ import pytest
 from datagc.config import FlagValue, load_config
 from datagc.exitcodes import Exit
 from datagc.model import Delete, PassContext, StepReport
-from datagc.passes import pressure
 from datagc.safety import DataDir
 from tests.helpers import run_datagc
 from tests.mounts import MiB, loop_ext4, tmpfs
@@ -36,6 +35,7 @@ from tests.pressure_tree import (
     snapshot,
     usage,
 )
+from tests.steps import error, notes, run
 
 pytestmark = pytest.mark.mount
 
@@ -58,7 +58,7 @@ def run_pass(data: Path, *, cdn: bool, threshold: float = 0.7, target: float = 0
     flags.update({key: FlagValue(key, value) for key, value in (extra or {}).items()})
     config = load_config(flags, env={})
     with DataDir(data) as data_dir:
-        return pressure.run(PassContext(config, data_dir, dry_run, time.time()))
+        return run("pressure", PassContext(config, data_dir, dry_run, time.time()))
 
 
 def deleted(step: StepReport) -> list[str]:
@@ -163,7 +163,7 @@ def test_when_every_eligible_file_is_not_enough_all_go_and_bit_32_says_so(small_
     assert step.details["exhausted"] is True
     assert_spared(data, list(ORDER_CDN_ON))
     assert json.loads((data / "posts.json").read_text()) == feed_after(posts, list(ORDER_CDN_ON))
-    (message,) = [note for note in step.notes if note.startswith("pressure: still")]
+    (message,) = [note for note in notes(step) if note.startswith("pressure: still")]
     assert "an operator must" in message and str(data) in message
     assert "younger than 1.0d" in message and "protected" in message and "hard-linked" in message
     # the data dir is a small share of what is used: the filler outside it holds the rest
@@ -233,10 +233,10 @@ def test_a_statfs_failure_skips_the_pass_without_guessing(tmp_path: Path) -> Non
     data_dir = DataDir(tmp_path)
     data_dir.close()  # statfs on a closed descriptor: EBADF, a real failure of the call
 
-    step = pressure.run(PassContext(config, data_dir, False, time.time()))
+    step = run("pressure", PassContext(config, data_dir, False, time.time()))
 
     assert step.status == "error" and step.flags == Exit.STEP_FAILED
-    assert step.error is not None and "statfs" in step.error and "nothing was deleted" in step.error
+    assert error(step) is not None and "statfs" in error(step) and "nothing was deleted" in error(step)
     assert snapshot(tmp_path) == files
 
 

@@ -8,15 +8,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from datagc.config import PressureConfig
-from datagc.model import Delete, FeedNull
-from datagc.passes.pressure import (
-    MediaFile,
+from datagc.eviction import (
     after_freeing,
     bytes_to_free,
     is_under_pressure,
     plan_pressure,
 )
-from datagc.safety import DiskUsage, FileIdentity
+from datagc.facts import DiskUsage, FileIdentity, FileStat
+from datagc.model import Delete, FeedNull
+from tests.steps import why
 
 NOW = 1_764_000_000.0
 DAY = 86400.0
@@ -29,9 +29,9 @@ def usage(used: int, capacity: int = 100 * MB) -> DiskUsage:
     return DiskUsage(capacity, used, capacity - used, used / capacity)
 
 
-def media(path: str, age_days: float, size: int = MB, nlink: int = 1, ino: int = 0) -> MediaFile:
+def media(path: str, age_days: float, size: int = MB, nlink: int = 1, ino: int = 0) -> FileStat:
     mtime_ns = int((NOW - age_days * DAY) * 1e9)
-    return MediaFile(path, mtime_ns, size, nlink, 1, ino or zlib.crc32(path.encode()), size)
+    return FileStat(path, mtime_ns, size, size, nlink, 1, ino or zlib.crc32(path.encode()))
 
 
 def null(path: str, field: str = "imageUrl", post: str = "p1") -> FeedNull:
@@ -153,7 +153,7 @@ def test_young_protected_hard_linked_and_empty_files_are_spared():
     result = plan(files, 99 * MB)
     assert deleted(result) == ["images/just-old-enough.png"]
     assert (result.too_young.files, result.protected.files, result.hard_linked.files) == (1, 2, 1)
-    assert [(k.path, k.why) for k in result.kept] == [
+    assert [(k.path, why(k)) for k in result.kept] == [
         ("voice/linked.mp3", "has 2 other hard link(s): deleting it frees nothing")
     ]
     assert result.exhausted

@@ -17,8 +17,8 @@ import pytest
 
 from datagc import tailcopy
 from datagc.exitcodes import Exit
-from datagc.passes import rotate
 from tests.rotate_support import context, leftovers, rotate_config
+from tests.steps import error, notes, run
 
 WRITER = r"""
 import os, sys, time
@@ -64,8 +64,8 @@ def rotate_while_writing(root: Path, writers: list[subprocess.Popen[bytes]], max
     with context(root, config) as ctx:
         while True:
             done = all(writer.poll() is not None for writer in writers)
-            step = rotate.run(ctx)
-            assert step.status in ("ok", "skipped"), step.error
+            step = run("rotate", ctx)
+            assert step.status in ("ok", "skipped"), error(step)
             rotations += len(step.actions)
             if done:
                 break
@@ -142,12 +142,12 @@ def test_a_writer_that_keeps_the_old_log_open_is_reported(tmp_path: Path) -> Non
     try:
         started = time.monotonic()
         with context(tmp_path, rotate_config(tmp_path, max_bytes="256KiB", keep_lines=10)) as ctx:
-            step = rotate.run(ctx)
+            step = run("rotate", ctx)
         assert time.monotonic() - started < tailcopy.MAX_WAIT_S + 1
     finally:
         holder.kill()
         holder.wait()
     assert step.flags == Exit.ROTATED and step.status == "ok"
     assert log.read_bytes() == b"".join(b"old %06d\n" % i for i in range(99_990, 100_000)) + b"too "
-    assert any("still held the old log open for writing" in note for note in step.notes)
+    assert any("still held the old log open for writing" in note for note in notes(step))
     assert step.reclaimed_bytes == 0

@@ -6,9 +6,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from datagc.config import RotateConfig
-from datagc.model import Kept, Rotate
+from datagc.model import Rotate
 from datagc.passes.rotate import LogFacts, plan
 from datagc.tailcopy import Cut, find_cut
+from datagc.wording import text
+from tests.steps import notes, why
 
 
 def naive_cut(data: bytes, keep_lines: int, keep_bytes: int) -> tuple[int, int, int] | None:
@@ -136,41 +138,43 @@ def test_plan_rotates_a_log_over_the_trigger_with_the_numbers_of_its_cut() -> No
     cut = Cut(size=1200, start=900, lines_end=1190, lines_kept=10, capped=False)
     decided = plan([LogFacts("events.jsonl", "regular", 1200, cut)], SETTINGS)
     assert decided.actions == [Rotate("events.jsonl", 1200, 300, 10)]
-    assert not decided.problems
-    assert any("still being written (10 bytes" in note for note in decided.notes)
+    assert not decided.failures
+    assert any("still being written (10 bytes" in note for note in notes(decided))
 
 
 def test_plan_says_when_keep_bytes_capped_the_lines() -> None:
     cut = Cut(size=5000, start=4600, lines_end=5000, lines_kept=3, capped=True)
     decided = plan([LogFacts("events.jsonl", "regular", 5000, cut)], SETTINGS)
     assert decided.actions == [Rotate("events.jsonl", 5000, 400, 3)]
-    assert decided.notes == ["events.jsonl: keeping 3 lines, not 10: the newest 10 lines are larger than "
+    assert notes(decided) == ["events.jsonl: keeping 3 lines, not 10: the newest 10 lines are larger than "
                              "rotate.keep_bytes (500B)"]
 
 
 def test_plan_leaves_logs_at_or_under_the_trigger_and_missing_ones() -> None:
     decided = plan([LogFacts("events.jsonl", "regular", 1000), LogFacts("other.jsonl", "missing")], SETTINGS)
-    assert decided.actions == [] and decided.problems == [] and decided.notes == []
-    assert decided.kept == [Kept("events.jsonl", "1000 bytes, not over rotate.max_bytes (1000B)"),
-                            Kept("other.jsonl", "does not exist; nothing to rotate")]
+    assert decided.actions == [] and decided.failures == [] and notes(decided) == []
+    assert [(kept.path, why(kept)) for kept in decided.kept] == [
+        ("events.jsonl", "1000 bytes, not over rotate.max_bytes (1000B)"),
+        ("other.jsonl", "does not exist; nothing to rotate")]
 
 
 def test_plan_refuses_what_is_not_a_regular_log_here_without_failing() -> None:
     facts = [LogFacts("a", "symlink"), LogFacts("b", "directory"), LogFacts("c", "special"),
              LogFacts("d", "elsewhere")]
     decided = plan(facts, SETTINGS)
-    assert decided.actions == [] and decided.problems == []
+    assert decided.actions == [] and decided.failures == []
     assert [kept.path for kept in decided.kept] == ["a", "b", "c", "d"]
-    assert "symlink" in decided.notes[0] and "directory" in decided.notes[1]
+    assert "symlink" in notes(decided)[0] and "directory" in notes(decided)[1]
 
 
 def test_plan_fails_a_log_over_the_trigger_that_has_no_line_end_to_cut_at() -> None:
     decided = plan([LogFacts("events.jsonl", "regular", 2000, None)], SETTINGS)
     assert decided.actions == []
-    assert len(decided.problems) == 1 and "no line end in its last 500B" in decided.problems[0]
-    assert "left as it was" in decided.problems[0]
+    (failure,) = decided.failures
+    assert "no line end in its last 500B" in text(failure.why) and "left as it was" in text(failure.why)
 
 
 def test_plan_fails_an_unreadable_log() -> None:
     decided = plan([LogFacts("events.jsonl", "unreadable", error="cannot be read (Permission denied)")], SETTINGS)
-    assert decided.problems == ["events.jsonl cannot be read (Permission denied); left as it was"]
+    assert [text(failure.why) for failure in decided.failures] == [
+        "events.jsonl cannot be read (Permission denied); left as it was"]

@@ -7,18 +7,19 @@ import re
 import tracemalloc
 from pathlib import Path
 
-from datagc.executor import execute
+from datagc.executor import apply
 from datagc.exitcodes import Exit
-from datagc.model import Rotate, StepReport
+from datagc.model import Delete, Rotate, StepReport
 from datagc.passes import rotate
 from datagc.tailcopy import rotate_path
 from tests.helpers import run_datagc
-from tests.rotate_support import MiB, context, events, leftovers, rotate_config, snapshot, write_log
+from tests.rotate_support import TS, MiB, context, events, leftovers, rotate_config, snapshot, write_log
+from tests.steps import error, notes, run
 
 
 def run_pass(root: Path, *, dry_run: bool = False, **keys: object) -> StepReport:
     with context(root, rotate_config(root, **keys), dry_run=dry_run) as ctx:
-        return rotate.run(ctx)
+        return run("rotate", ctx)
 
 
 def test_a_log_over_50_mib_keeps_exactly_its_newest_10000_lines(tmp_path: Path) -> None:
@@ -37,7 +38,7 @@ def test_a_log_over_50_mib_keeps_exactly_its_newest_10000_lines(tmp_path: Path) 
 
     kept = b"".join(tail[-10_000:])
     assert log.read_bytes() == kept
-    assert step.status == "ok" and step.error is None
+    assert step.status == "ok" and error(step) is None
     assert step.flags == Exit.ROTATED
     assert step.actions == [Rotate("events.jsonl", before.st_size, len(kept), 10_000)]
     after = log.stat()
@@ -91,7 +92,7 @@ def test_a_log_at_or_under_the_trigger_is_left_alone(tmp_path: Path) -> None:
 
 def test_a_missing_log_is_skipped_not_an_error(tmp_path: Path) -> None:
     step = run_pass(tmp_path, logs="events.jsonl,logs/other.jsonl")
-    assert (step.status, step.flags, step.error) == ("skipped", Exit.OK, None)
+    assert (step.status, step.flags, error(step)) == ("skipped", Exit.OK, None)
     assert {kept.path for kept in step.kept} == {"events.jsonl", "logs/other.jsonl"}
 
 
@@ -102,7 +103,7 @@ def test_partial_last_line_is_carried_over_whole_and_not_counted(tmp_path: Path)
     step = run_pass(tmp_path, max_bytes="1MiB", keep_lines=100)
     assert log.read_bytes() == b"".join(tail[-100:]) + b'{"type":"metric","na'
     assert step.actions[0].lines_kept == 100
-    assert any("still being written (20 bytes" in note for note in step.notes)
+    assert any("still being written (20 bytes" in note for note in notes(step))
 
 
 def test_crlf_lines_are_kept_intact(tmp_path: Path) -> None:
@@ -122,7 +123,7 @@ def test_keep_bytes_caps_what_is_kept_on_a_line_boundary(tmp_path: Path) -> None
     assert 64 * 1024 - 200 < len(content) <= 64 * 1024
     assert b"".join(tail).endswith(content) and tail[-step.actions[0].lines_kept] == content.split(b"\n")[0] + b"\n"
     assert step.actions[0].lines_kept < 10_000
-    assert any("keeping" in note and "rotate.keep_bytes (64KiB)" in note for note in step.notes)
+    assert any("keeping" in note and "rotate.keep_bytes (64KiB)" in note for note in notes(step))
 
 
 def test_a_log_without_any_newline_is_refused_untouched(tmp_path: Path) -> None:
@@ -132,7 +133,7 @@ def test_a_log_without_any_newline_is_refused_untouched(tmp_path: Path) -> None:
     step = run_pass(tmp_path, max_bytes="1MiB")
     assert snapshot(log) == unchanged
     assert step.status == "error" and step.flags == Exit.STEP_FAILED
-    assert step.error is not None and "no line end in its last 512KiB" in step.error
+    assert error(step) is not None and "no line end in its last 512KiB" in error(step)
     assert leftovers(tmp_path) == []
 
 
@@ -142,7 +143,7 @@ def test_newest_line_longer_than_keep_bytes_leaves_an_empty_log(tmp_path: Path) 
     step = run_pass(tmp_path, max_bytes="1MiB")
     assert log.read_bytes() == b""
     assert step.actions[0].lines_kept == 0 and step.flags == Exit.ROTATED
-    assert any("keeping 0 lines" in note for note in step.notes)
+    assert any("keeping 0 lines" in note for note in notes(step))
 
 
 def test_a_symlinked_log_is_refused_and_its_target_untouched(tmp_path: Path) -> None:
@@ -162,7 +163,7 @@ def test_a_symlinked_log_is_refused_and_its_target_untouched(tmp_path: Path) -> 
     assert (root / "events.jsonl").is_symlink()
     assert (step.status, step.flags) == ("skipped", Exit.OK)
     assert [kept.path for kept in step.kept] == ["events.jsonl", "logs/real.jsonl"]
-    assert all("symlink" in note for note in step.notes) and len(step.notes) == 2
+    assert all("symlink" in note for note in notes(step)) and len(notes(step)) == 2
 
 
 def test_a_directory_or_fifo_named_like_the_log_is_left_alone(tmp_path: Path) -> None:
@@ -171,7 +172,7 @@ def test_a_directory_or_fifo_named_like_the_log_is_left_alone(tmp_path: Path) ->
     os.mkfifo(tmp_path / "pipe.jsonl")
     step = run_pass(tmp_path, max_bytes=10, logs="events.jsonl,pipe.jsonl")
     assert (step.status, step.flags) == ("skipped", Exit.OK)
-    assert "is a directory" in step.notes[0] and "FIFO" in step.notes[1]
+    assert "is a directory" in notes(step)[0] and "FIFO" in notes(step)[1]
     assert (tmp_path / "events.jsonl" / "inside").stat().st_size == 2 * MiB
 
 
@@ -181,10 +182,13 @@ def test_a_log_in_a_subdirectory_and_its_leftover_temp(tmp_path: Path) -> None:
     tail = events(200)
     write_log(log, 2 * MiB, tail)
     (tmp_path / "logs" / "events.jsonl.datagc-tmp.4242").write_bytes(b"torn")
+    os.utime(tmp_path / "logs" / "events.jsonl.datagc-tmp.4242", (TS / 1000 - 60, TS / 1000 - 60))
     step = run_pass(tmp_path, max_bytes="1MiB", keep_lines=50, logs="logs/events.jsonl")
     assert log.read_bytes() == b"".join(tail[-50:])
     assert leftovers(tmp_path / "logs") == []
-    assert "removed logs/events.jsonl.datagc-tmp.4242, left by an interrupted datagc" in step.notes
+    (leftover,) = [action for action in step.actions if isinstance(action, Delete)]
+    assert (leftover.path, leftover.reason, leftover.detail) == (
+        "logs/events.jsonl.datagc-tmp.4242", "temp", "left by an interrupted datagc")
 
 
 def test_a_hard_linked_log_is_rotated_and_its_other_name_keeps_the_old_content(tmp_path: Path) -> None:
@@ -208,7 +212,7 @@ def test_the_executor_cuts_the_log_as_it_is_when_applied(tmp_path: Path) -> None
         with log.open("ab") as writer:
             writer.write(b"".join(events(5, first=100)))
         step = StepReport("rotate")
-        execute(ctx, [planned], step)
+        apply(ctx, [planned], step)
     [done] = step.actions
     assert isinstance(done, Rotate)
     assert done.bytes_before == planned.bytes_before + len(b"".join(events(5, first=100)))

@@ -12,10 +12,10 @@ import pytest
 
 from datagc.exitcodes import Exit
 from datagc.model import StepReport
-from datagc.passes import rotate
 from tests.helpers import run_datagc
 from tests.mounts import KiB, MiB, bind, fill, loop_ext4, readonly_bind, tmpfs
-from tests.rotate_support import context, events, leftovers, rotate_config, snapshot, write_log
+from tests.rotate_support import TS, context, events, leftovers, rotate_config, snapshot, write_log
+from tests.steps import errno_name, error, notes, run, why
 
 pytestmark = pytest.mark.mount
 
@@ -24,7 +24,7 @@ SmallFilesystem = Callable[[int], AbstractContextManager[Path]]
 
 def run_pass(root: Path, **keys: object) -> StepReport:
     with context(root, rotate_config(root, **keys)) as ctx:
-        return rotate.run(ctx)
+        return run("rotate", ctx)
 
 
 @pytest.mark.parametrize("filesystem", [tmpfs, loop_ext4], ids=["tmpfs", "ext4"])
@@ -41,8 +41,8 @@ def test_enospc_while_writing_the_temp_leaves_the_log_untouched(filesystem: Smal
         assert snapshot(log) == unchanged
         assert leftovers(root) == []
         assert step.status == "error" and step.flags == Exit.STEP_FAILED
-        assert step.details["errno"] == "ENOSPC"
-        assert step.error is not None and "no space left" in step.error and "left as it was" in step.error
+        assert errno_name(step) == "ENOSPC"
+        assert error(step) is not None and "no space left" in error(step) and "left as it was" in error(step)
 
         filler.unlink()
         again = run_pass(root, max_bytes="1MiB", keep_lines=10_000)
@@ -75,15 +75,16 @@ def test_a_read_only_filesystem_fails_the_step_and_changes_nothing(tmp_path: Pat
     log = tmp_path / "events.jsonl"
     write_log(log, 2 * MiB, events(100))
     (tmp_path / "events.jsonl.datagc-tmp.77").write_bytes(b"stale")
+    os.utime(tmp_path / "events.jsonl.datagc-tmp.77", (TS / 1000 - 60, TS / 1000 - 60))
     unchanged = snapshot(log)
     with readonly_bind(tmp_path) as view:
         step = run_pass(view, max_bytes="1MiB")
     assert snapshot(log) == unchanged
     assert (tmp_path / "events.jsonl.datagc-tmp.77").exists()
     assert step.status == "error" and step.flags == Exit.STEP_FAILED
-    assert step.error is not None and "read-only" in step.error and "left as it was" in step.error
-    assert step.details["errno"] == "EROFS"
-    assert any("could not remove leftover datagc temp files" in note for note in step.notes)
+    assert error(step) is not None and "Read-only" in error(step) and "left as it was" in error(step)
+    assert errno_name(step) == "EROFS"
+    assert any(kept.path == "events.jsonl.datagc-tmp.77" and "could not delete" in why(kept) for kept in step.kept)
 
 
 def test_a_log_on_another_filesystem_is_left_alone(tmp_path: Path) -> None:
@@ -98,4 +99,4 @@ def test_a_log_on_another_filesystem_is_left_alone(tmp_path: Path) -> None:
         assert snapshot(other / "events.jsonl") == unchanged
     assert (step.status, step.flags) == ("skipped", Exit.OK)
     assert [kept.path for kept in step.kept] == ["logs/events.jsonl", "events.jsonl"]
-    assert all("another filesystem or a mount point" in note for note in step.notes)
+    assert all("another filesystem or a mount point" in note for note in notes(step))

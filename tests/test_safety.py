@@ -23,12 +23,10 @@ from datagc.safety import (
     DataDir,
     FileIdentity,
     atomic_rewrite,
-    clean_stale_temps,
     disk_usage,
     iter_files,
     join_path,
     lock_data_dir,
-    temp_name,
     unlink_if_unchanged,
     walk,
 )
@@ -188,16 +186,6 @@ def test_atomic_rewrite_on_a_full_disk_leaves_the_original_and_no_temp() -> None
         assert caught.value.errno == errno.ENOSPC
         assert feed.read_bytes() == original
         assert sorted(p.name for p in root.iterdir()) == ["posts.json"]
-
-
-def test_clean_stale_temps_removes_only_ours(tmp_path: Path) -> None:
-    (tmp_path / temp_name("events.jsonl")).write_text("torn")
-    (tmp_path / "posts.json.tmp.1763000000000").write_text("the service's")
-    (tmp_path / "events.jsonl").write_text("log")
-    with DataDir(tmp_path) as data_dir:
-        removed = clean_stale_temps(data_dir.fd)
-    assert removed == [temp_name("events.jsonl")]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["events.jsonl", "posts.json.tmp.1763000000000"]
 
 
 def test_lock_is_exclusive_per_data_dir(tmp_path: Path) -> None:

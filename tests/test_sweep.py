@@ -18,6 +18,7 @@ from datagc.exitcodes import Exit
 from datagc.model import Delete, FeedNull, StepReport
 from datagc.passes import sweep
 from tests.helpers import DATAGC, clean_env, run_datagc
+from tests.steps import error, notes, run
 from tests.sweep_support import (
     DAY,
     NOW,
@@ -56,7 +57,7 @@ SWEPT_WITH_CDN = {
 
 def run_sweep(root: Path, *, dry_run: bool = False, **keys: object) -> StepReport:
     with context(root, make_config(root, **keys), dry_run=dry_run) as ctx:
-        return sweep.run(ctx)
+        return run("sweep", ctx)
 
 
 def swept(step: StepReport) -> dict[str, str]:
@@ -105,17 +106,17 @@ def test_cdn_disabled_sweeps_only_the_orphan_temp(data: Path) -> None:
     assert swept(step) == {"posts.json.tmp.1763000000000": "temp"}
     assert files(data) == SAMPLE - {"posts.json.tmp.1763000000000"}
     assert (data / "posts.json").read_bytes() == before
-    assert any("CDN disabled" in note for note in step.notes)
+    assert any("CDN disabled" in note for note in notes(step))
     assert step.flags == Exit.SWEPT
 
 
 def test_dry_run_changes_nothing_and_reports_the_same_plan(data: Path) -> None:
-    stale = data / safety.temp_name("posts.json")
+    stale = data / "posts.json.datagc-tmp.1"  # another process's: this one's would be replaced by its own rewrite
     stale.write_text("[")
+    os.utime(stale, (NOW - 60, NOW - 60))  # left by an earlier pass
     before = snapshot(data)
     dry = run_sweep(data, dry_run=True, cdn__enabled=True)
     assert snapshot(data) == before
-    stale.unlink()
     real = run_sweep(data, cdn__enabled=True)
     assert sorted(map(repr, dry.actions)) == sorted(map(repr, real.actions))  # a real run nulls first
     assert dry.reclaimed_bytes == real.reclaimed_bytes
@@ -137,7 +138,7 @@ def test_an_unparseable_feed_keeps_every_media_file(data: Path, content: bytes) 
     assert (data / "posts.json").read_bytes() == content
     assert {kept.path for kept in step.kept} == set(SWEPT_WITH_CDN) - {"posts.json.tmp.1763000000000"}
     assert step.status == "error" and step.flags == Exit.SWEPT | Exit.STEP_FAILED
-    assert "posts.json" in (step.error or "")
+    assert "posts.json" in (error(step) or "")
 
 
 def test_symlinks_in_media_dirs_are_never_followed_nor_removed(data: Path, tmp_path: Path) -> None:
@@ -182,9 +183,13 @@ def test_nested_media_and_a_media_dir_that_is_missing(data: Path) -> None:
 def test_stale_datagc_temps_next_to_the_feed_are_cleaned(data: Path) -> None:
     stale = data / safety.temp_name("posts.json")
     stale.write_text("[")
+    os.utime(stale, (NOW - 60, NOW - 60))  # left by an earlier pass
+    young = data / "posts.json.datagc-tmp.9"
+    young.write_text("[")  # as if this very pass were writing it: not a leftover yet
     step = run_sweep(data, cdn__enabled=False)
-    assert not stale.exists()
-    assert any(stale.name in note for note in step.notes)
+    assert not stale.exists() and young.exists()
+    assert (stale.name, "temp", "left by an interrupted datagc") in {
+        (a.path, a.reason, a.detail) for a in step.actions if isinstance(a, Delete)}
 
 
 # --- a property on real trees -------------------------------------------------
@@ -289,5 +294,5 @@ def test_a_media_dir_that_is_a_symlink_is_not_entered(data: Path, tmp_path: Path
     (data / "voice").symlink_to(elsewhere, target_is_directory=True)
     step = run_sweep(data, cdn__enabled=True)
     assert (elsewhere / "old" / "monologue-1763000000.mp3").exists()
-    assert "voice is a symbolic link; not entered, nothing in it was touched" in step.notes
+    assert "voice is a symbolic link; not entered, nothing in it was touched" in notes(step)
     assert step.status == "ok"

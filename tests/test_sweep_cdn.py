@@ -8,12 +8,13 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
+from unittest.mock import patch
 
 import pytest
 
 from datagc import cdn
 from datagc.model import Delete
-from datagc.passes import sweep
+from tests.steps import notes, run, why
 from tests.sweep_support import NOW, context, files, make_config, node_json, write_file
 
 SLOW = 0.6  # seconds the slow path takes to answer; the verify timeout in these tests is far shorter
@@ -104,18 +105,18 @@ def test_sweep_deletes_only_copies_the_cdn_confirms(server: str, tmp_path: Path)
     document.append({"id": "old", "imageUrl": f"{server}/images/old-unverified.png"})
     (root / "posts.json").write_text(node_json(document))
     config = make_config(root, cdn__enabled=True, cdn__verify=True, cdn__public_url=server)
-    with context(root, config) as ctx:
-        step = sweep.run(ctx, verify_timeout=0.3)
+    with context(root, config) as ctx, patch.object(cdn, "VERIFY_TIMEOUT", 0.3):
+        step = run("sweep", ctx)
     assert {a.path: a.reason for a in step.actions if isinstance(a, Delete)} == {
         "images/ok-a.png": "published", "images/old-unverified.png": "age"}
     assert files(root) == {"posts.json"} | {f"images/{n}" for n in ("wrong-a.png", "gone-a.png", "slow-a.png",
                                                                      "ok-young.png")}
-    kept = {k.path: k.why for k in step.kept}
+    kept = {k.path: why(k) for k in step.kept}
     assert set(kept) == {"images/wrong-a.png", "images/gone-a.png", "images/slow-a.png"}
     assert "5001 bytes" in kept["images/wrong-a.png"]
     assert "404" in kept["images/gone-a.png"]
     assert "did not answer" in kept["images/slow-a.png"]
-    assert sum("although the feed shows it on the CDN" in note for note in step.notes) == 3
+    assert sum("although the feed shows it on the CDN" in note for note in notes(step)) == 3
     assert sorted(FakeCdn.requests) == sorted(f"/images/{n}" for n in ("ok-a.png", "wrong-a.png", "gone-a.png",
                                                                        "slow-a.png"))
     assert step.status == "ok"
@@ -126,7 +127,7 @@ def test_dry_run_verifies_too(server: str, tmp_path: Path) -> None:
     write_file(root / "images" / "gone-a.png", 10, 1)
     (root / "posts.json").write_text(node_json([{"id": "p", "imageUrl": f"{server}/images/gone-a.png"}]))
     config = make_config(root, cdn__enabled=True, cdn__verify=True)
-    with context(root, config, dry_run=True, now=NOW) as ctx:
-        step = sweep.run(ctx, verify_timeout=1)
+    with context(root, config, dry_run=True, now=NOW) as ctx, patch.object(cdn, "VERIFY_TIMEOUT", 1):
+        step = run("sweep", ctx)
     assert step.actions == [] and [k.path for k in step.kept] == ["images/gone-a.png"]
     assert FakeCdn.requests == ["/images/gone-a.png"]

@@ -8,21 +8,24 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from datagc.cdn import Verdict
+from datagc.facts import FileStat
 from datagc.feed import FeedIndex, FeedProblem
-from datagc.model import Delete, FeedNull, Kept
-from datagc.passes.sweep import SweepFile, SweepPlan, drop_unverified, plan_sweep
+from datagc.model import Delete, FeedNull
+from datagc.passes.sweep import SweepPlan, drop_unverified, plan_sweep
+from tests.steps import why
 from tests.sweep_support import DAY, NOW, make_config
 
 ROOT = Path("/nonexistent")  # configs only: the planner never touches a disk
 MINUTE = 60.0
 
 
-def media(path: str, age: float, size: int = 1000, is_temp: bool = False) -> SweepFile:
-    return SweepFile(path, is_temp, int((NOW - age) * 1e9), size, 4096, 1, abs(hash(path)))
+def media(path: str, age: float, size: int = 1000) -> FileStat:
+    return FileStat(path, int((NOW - age) * 1e9), size, 4096, 1, 1, abs(hash(path)))
 
 
-def temp(path: str, age: float) -> SweepFile:
-    return media(path, age, is_temp=True)
+def temp(path: str, age: float) -> FileStat:
+    """A file at the top of DATA_DIR: the planner treats it as a temp file."""
+    return media(path, age)
 
 
 def deletes(plan: SweepPlan) -> dict[str, str]:
@@ -91,7 +94,7 @@ def test_protect_patterns_veto_anything_and_say_so() -> None:
     assert deletes(plan) == {"images/a.png": "age"}
     assert {kept.path for kept in plan.kept} == {"images/cache-x.json", "images/agent-keypair.bin", "images/id.key",
                                                  "cache-warm.tmp.1"}
-    assert all(kept.why == "its name matches protect.patterns" for kept in plan.kept)
+    assert all(why(kept).startswith("its name matches protect.patterns (") for kept in plan.kept)
 
 
 def test_an_unparseable_feed_keeps_every_media_file_but_not_temps() -> None:
@@ -99,15 +102,15 @@ def test_an_unparseable_feed_keeps_every_media_file_but_not_temps() -> None:
     files = [media("images/old.png", 30 * DAY), temp("posts.json.tmp.1", 2 * DAY)]
     plan = plan_sweep(files, broken, CDN, NOW)
     assert deletes(plan) == {"posts.json.tmp.1": "temp"}
-    assert plan.kept == [Kept("images/old.png", "feed posts.json is not JSON (Expecting value at line 1 column 1), "
-                                                "and may reference it")]
+    assert [(kept.path, why(kept)) for kept in plan.kept] == [
+        ("images/old.png", "feed posts.json is not JSON (Expecting value at line 1 column 1), and may reference it")]
 
 
 def test_published_and_also_referenced_locally_waits_for_max_age() -> None:
     index = FeedIndex(local_refs={"images/pub.png": [P2]}, published={"images/pub.png": "https://c/images/pub.png"})
     plan = plan_sweep([media("images/pub.png", DAY)], index, CDN, NOW)
     assert not plan.actions
-    assert plan.kept[0].path == "images/pub.png" and "sweep.max_age" in plan.kept[0].why
+    assert plan.kept[0].path == "images/pub.png" and "sweep.max_age" in why(plan.kept[0])
     assert deletes(plan_sweep([media("images/pub.png", 8 * DAY)], index, CDN, NOW)) == {"images/pub.png": "age"}
 
 
@@ -130,7 +133,7 @@ def test_verification_lists_published_deletions_and_drops_the_unconfirmed() -> N
     verified = drop_unverified(plan, {"images/ok.png": Verdict(True, "fine"),
                                       "images/bad.png": Verdict(False, "the CDN answered 404 Not Found")})
     assert deletes(verified) == {"images/ok.png": "published", "images/old.png": "age"}
-    assert verified.kept == [Kept("images/bad.png", "the CDN answered 404 Not Found")]
+    assert [(kept.path, why(kept)) for kept in verified.kept] == [("images/bad.png", "the CDN answered 404 Not Found")]
     assert next(a.detail for a in verified.actions if isinstance(a, Delete)) == "on the CDN, verified"
 
 
@@ -153,7 +156,7 @@ def test_a_second_pass_plans_nothing(tree: list[tuple[str, str, float, str]], cd
     for directory, name, age, ref in tree:
         is_temp = directory == "top"
         path = f"{name}.tmp.1" if is_temp else f"{directory}/{name}"
-        files.append(media(path, age, is_temp=is_temp))
+        files.append(media(path, age))
         if ref in ("local", "both"):
             index.local_refs[path] = [FeedNull("posts.json", "imageUrl", f"/{path}", "p")]
         if ref in ("cdn", "both"):

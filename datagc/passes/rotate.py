@@ -1,9 +1,11 @@
 """``datagc rotate``: keep only the newest lines of each event log that grew past ``rotate.max_bytes``.
 
 ``observe`` looks at each configured log without changing anything (and
-finds its cut, reading backwards from the end); ``plan`` decides, from those
-facts alone, what to rotate and what to leave and why; ``run`` applies the
-plan through :mod:`datagc.tailcopy`, or, with ``--dry-run``, reports it.
+finds its cut, reading backwards from the end) and at datagc's leftover temps
+next to them; ``plan`` decides, from those facts alone, what to rotate, what
+to leave and why; the runner hands the plan to the executor (which rotates
+through :mod:`datagc.tailcopy`, or with ``--dry-run`` records it), and
+``conclude`` sets the step's status.
 """
 
 from __future__ import annotations
@@ -12,26 +14,20 @@ import errno
 import os
 import stat
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
+from datagc import leftovers
 from datagc.config import RotateConfig
-from datagc.executor import execute
-from datagc.exitcodes import Exit
-from datagc.model import Kept, PassContext, Rotate, StepReport
-from datagc.safety import DataDir, clean_stale_temps, join_path, split_path
+from datagc.facts import FileStat
+from datagc.model import Failure, Kept, Note, PassContext, PassSpec, Plan, Rotate, StepReport, note
+from datagc.safety import DataDir, join_path, split_path
 from datagc.tailcopy import Cut, find_cut
-from datagc.units import format_size
 
 LogState = Literal["regular", "missing", "symlink", "directory", "special", "elsewhere", "unreadable"]
 
-#: Why a log that is not a regular file of DATA_DIR's filesystem is left alone.
-_REFUSED: dict[str, str] = {
-    "symlink": "is a symlink or lies under one (datagc never follows symlinks); left alone",
-    "directory": "is a directory, not a log; left alone",
-    "special": "is not a regular file (FIFO, socket or device); left alone",
-    "elsewhere": "is on another filesystem or a mount point; left alone",
-}
+#: States of a log that is not a regular file of DATA_DIR's filesystem: left alone, saying why.
+_REFUSED = frozenset({"symlink", "directory", "special", "elsewhere"})
 
 
 @dataclass(frozen=True)
@@ -48,14 +44,11 @@ class LogFacts:
 
 
 @dataclass
-class RotatePlan:
-    """The decision for every configured log, before anything is touched."""
+class RotatePlan(Plan):
+    """The decision for every configured log (and datagc's leftovers next to them), before anything is touched.
 
-    actions: list[Rotate] = field(default_factory=list)
-    kept: list[Kept] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    #: logs over the trigger that can't be rotated: the step fails and says why
-    problems: list[str] = field(default_factory=list)
+    Logs over the trigger that can't be rotated are ``failures``: the step fails and says why.
+    """
 
 
 # --- observe ----------------------------------------------------------------------
@@ -135,85 +128,60 @@ def _observe_in(dir_fd: int, name: str, path: str, data_dir: DataDir, settings: 
 # --- plan (pure) ------------------------------------------------------------------
 
 
-def plan(facts: Sequence[LogFacts], settings: RotateConfig) -> RotatePlan:
-    """Decide for each observed log: rotate it (and how), or leave it and say why.
+def plan(facts: Sequence[LogFacts], settings: RotateConfig, leftover: Sequence[FileStat] = (),
+         now: float = 0.0) -> RotatePlan:
+    """Decide for each observed log: rotate it (and how), or leave it and say why; and which leftovers go.
 
-    Rotation has no clock: only sizes and line ends decide.
+    Only sizes and line ends decide a rotation; ``now`` only tells leftovers of earlier passes.
     """
     decided = RotatePlan()
-    limit = format_size(settings.max_bytes)
+    decided.actions.extend(leftovers.plan(leftover, now))
     for log in facts:
         if log.state == "missing":
-            decided.kept.append(Kept(log.path, "does not exist; nothing to rotate"))
+            decided.kept.append(Kept(log.path, note("log-missing")))
         elif log.state == "unreadable":
-            decided.problems.append(f"{log.path} {log.error}; left as it was")
+            decided.failures.append(Failure(note("log-unreadable", path=log.path, error=log.error)))
         elif log.state in _REFUSED:
-            why = _REFUSED[log.state]
+            why = note("log-refused", path=log.path, state=log.state)
             decided.kept.append(Kept(log.path, why))
-            decided.notes.append(f"{log.path} {why}")
+            decided.notes.append(why)
         elif log.size <= settings.max_bytes:
-            decided.kept.append(Kept(log.path, f"{log.size} bytes, not over rotate.max_bytes ({limit})"))
+            decided.kept.append(Kept(log.path, note("log-under-trigger", size=log.size, max_bytes=settings.max_bytes)))
         elif log.cut is None:
-            why = (f"is over rotate.max_bytes ({limit}) but has no line end in its last "
-                   f"{format_size(settings.keep_bytes)} (rotate.keep_bytes): a line longer than that, "
-                   "or not a line-per-event log; left as it was")
+            why = note("log-no-line-end", path=log.path, max_bytes=settings.max_bytes,
+                       keep_bytes=settings.keep_bytes)
             decided.kept.append(Kept(log.path, why))
-            decided.problems.append(f"{log.path} {why}")
+            decided.failures.append(Failure(why))
         else:
             decided.actions.append(Rotate(log.path, log.size, log.cut.kept_bytes, log.cut.lines_kept))
             decided.notes.extend(_cut_notes(log.path, log.cut, settings))
     return decided
 
 
-def _cut_notes(path: str, cut: Cut, settings: RotateConfig) -> list[str]:
+def _cut_notes(path: str, cut: Cut, settings: RotateConfig) -> list[Note]:
     notes = []
     if cut.capped:
-        notes.append(f"{path}: keeping {cut.lines_kept} lines, not {settings.keep_lines}: the newest "
-                     f"{settings.keep_lines} lines are larger than rotate.keep_bytes "
-                     f"({format_size(settings.keep_bytes)})")
+        notes.append(note("rotate-capped", path=path, lines=cut.lines_kept, keep_lines=settings.keep_lines,
+                          keep_bytes=settings.keep_bytes))
     if cut.partial_bytes:
-        notes.append(f"{path}: its last line is still being written ({cut.partial_bytes} bytes, no newline yet); "
-                     "carried over as it is")
+        notes.append(note("rotate-partial-line", path=path, bytes=cut.partial_bytes))
     return notes
 
 
-# --- run ----------------------------------------------------------------------------
+# --- the pass -----------------------------------------------------------------------
 
 
-def run(ctx: PassContext) -> StepReport:
-    """One rotate pass over the configured logs (applied, or with ``ctx.dry_run`` only reported)."""
-    step = StepReport("rotate")
+def prepare(ctx: PassContext) -> RotatePlan:
+    """Observe the configured logs and datagc's leftovers next to them, and plan."""
     settings = ctx.config.rotate
-    if not ctx.dry_run:
-        _clean_leftovers(ctx.data_dir, settings, step)
-    decided = plan(observe(ctx.data_dir, settings), settings)
-    step.kept.extend(decided.kept)
-    step.notes.extend(decided.notes)
-    execute(ctx, decided.actions, step)
-    if step.actions:
-        step.flags |= Exit.ROTATED
-    if decided.problems:
-        step.status = "error"
-        step.error = "; ".join(filter(None, [step.error, *decided.problems]))
-        step.flags |= Exit.STEP_FAILED
-    elif step.status != "error" and not step.actions:
+    found = leftovers.observe(ctx.data_dir, settings.logs)
+    return plan(observe(ctx.data_dir, settings), settings, found, ctx.now)
+
+
+def conclude(ctx: PassContext, decided: RotatePlan, step: StepReport) -> None:
+    """A pass that rotated nothing and failed at nothing was skipped."""
+    if step.status == "ok" and not step.actions:
         step.status = "skipped"
-    return step
 
 
-def _clean_leftovers(data_dir: DataDir, settings: RotateConfig, step: StepReport) -> None:
-    """Remove temps of an interrupted rotation: under the data-dir lock, any datagc temp there is stale."""
-    for head in dict.fromkeys(split_path(path)[0] for path in settings.logs):
-        try:
-            dir_fd = data_dir.open_dir(head)
-        except OSError:
-            continue  # the log's directory is missing or refused: observe says so
-        try:
-            removed = clean_stale_temps(dir_fd)
-        except OSError as error:
-            step.notes.append(f"could not remove leftover datagc temp files in {head or '.'}: {error.strerror}")
-            continue
-        finally:
-            os.close(dir_fd)
-        for name in removed:
-            step.notes.append(f"removed {'/'.join(filter(None, (head, name)))}, left by an interrupted datagc")
+PASS = PassSpec("rotate", prepare, conclude)

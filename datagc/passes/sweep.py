@@ -13,9 +13,11 @@ Always: a file at the top of DATA_DIR matching ``sweep.temp_patterns`` and
 older than ``sweep.temp_max_age`` goes (reason ``temp``). With the CDN
 disabled, media are never touched.
 
-``protect.patterns`` (on the file name) veto anything. Local feed references
-to a deleted file are set to null first (the executor does it). Where the
-spec is silent:
+``protect.patterns`` veto anything (``veto.Protect``: the planner leaves
+protected files out, and the executor would refuse them anyway). datagc's own
+leftover temps next to the feed files go too (:mod:`datagc.leftovers`). Local
+feed references to a deleted file are set to null first (the executor does
+it). Where the spec is silent:
 
 - a file the feed shows by CDN URL but that another post also names by a
   local URL is not redundant: it stays until ``max_age`` (and is kept, saying so);
@@ -27,60 +29,28 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import fnmatch
 import os
-import re
 import stat
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import NamedTuple
 
-from datagc import cdn, feed, safety
+from datagc import cdn, feed, leftovers, safety
 from datagc.config import Config
-from datagc.executor import execute
-from datagc.exitcodes import Exit
+from datagc.facts import FileStat
 from datagc.feed import FeedIndex
-from datagc.model import Action, Delete, Kept, PassContext, Reason, StepReport
+from datagc.model import Action, Delete, Failure, Kept, Note, PassContext, PassSpec, Plan, Reason, StepReport, note
+from datagc.veto import Protect, pattern_matcher
 
-#: seconds a CDN HEAD request may take before the file is kept as unverified
 _NS = 1_000_000_000
 #: walk errors that are the safety rules at work, not failures
-_NOT_ENTERED = {
-    errno.ELOOP: "is a symbolic link",
-    errno.ENOTDIR: "is not a directory",
-    errno.EXDEV: "is on another filesystem",
-}
-
-
-class SweepFile(NamedTuple):
-    """A regular file the sweep may delete, as the walk saw it."""
-
-    path: str  # relative to DATA_DIR
-    is_temp: bool  # a top-level temp file (else: a media file)
-    mtime_ns: int
-    size: int
-    allocated: int  # bytes that come back when it is unlinked (safety.reclaimable_bytes)
-    dev: int
-    ino: int
-    ctime_ns: int = 0
-
-    @classmethod
-    def of(cls, path: str, st: os.stat_result, is_temp: bool = False) -> SweepFile:
-        return cls(path, is_temp, st.st_mtime_ns, st.st_size, safety.reclaimable_bytes(st), st.st_dev, st.st_ino,
-                   st.st_ctime_ns)
-
-    @property
-    def identity(self) -> safety.FileIdentity:
-        return safety.FileIdentity(self.dev, self.ino, self.size, self.mtime_ns, self.ctime_ns)
+_NOT_ENTERED = {errno.ELOOP: "not-a-directory", errno.ENOTDIR: "not-a-directory", errno.EXDEV: "other-filesystem"}
 
 
 @dataclass
-class SweepPlan:
+class SweepPlan(Plan):
     """What to delete (with the feed nulls it needs, in order), what was spared and why."""
 
-    actions: list[Action] = field(default_factory=list)
-    kept: list[Kept] = field(default_factory=list)
     #: published deletions that wait for the CDN's word (cdn.verify): path -> (CDN URL, local size)
     to_verify: dict[str, tuple[str, int]] = field(default_factory=dict)
     scanned: int = 0
@@ -97,18 +67,18 @@ def _outermost(directories: Sequence[str]) -> list[str]:
 
 def media_files(
     data_dir: safety.DataDir, media_dirs: Sequence[str], on_error: safety.WalkErrorHandler
-) -> Iterator[SweepFile]:
+) -> Iterator[FileStat]:
     """Every regular file under the media directories (no symlink, no other filesystem)."""
     for top in _outermost(media_dirs):
         for directory, name, st in safety.iter_files(data_dir, top, on_error):
-            yield SweepFile.of(f"{directory}/{name}", st)
+            yield FileStat.of(f"{directory}/{name}", st)
 
 
-def temp_files(data_dir: safety.DataDir, patterns: Sequence[str]) -> list[SweepFile]:
+def temp_files(data_dir: safety.DataDir, patterns: Sequence[str]) -> list[FileStat]:
     """Regular files at the top of DATA_DIR whose name matches ``patterns`` (not datagc's own temps)."""
     if not patterns:
         return []
-    matches = _matcher(patterns).fullmatch
+    matches = pattern_matcher(patterns).fullmatch
     found = []
     fd = data_dir.open_dir("")
     try:
@@ -117,7 +87,7 @@ def temp_files(data_dir: safety.DataDir, patterns: Sequence[str]) -> list[SweepF
                 if matches(entry.name) and not safety.is_datagc_temp(entry.name):
                     try:
                         if entry.is_file(follow_symlinks=False):
-                            found.append(SweepFile.of(entry.name, entry.stat(follow_symlinks=False), is_temp=True))
+                            found.append(FileStat.of(entry.name, entry.stat(follow_symlinks=False)))
                     except FileNotFoundError:
                         pass  # vanished since readdir
     finally:
@@ -125,20 +95,16 @@ def temp_files(data_dir: safety.DataDir, patterns: Sequence[str]) -> list[SweepF
     return found
 
 
-def _matcher(patterns: Sequence[str]) -> re.Pattern[str]:
-    """One regex for a list of fnmatch patterns (case-sensitive, like fnmatchcase)."""
-    return re.compile("|".join(f"(?:{fnmatch.translate(pattern)})" for pattern in patterns) or "(?!)")
-
-
 # --- planning (pure) ---------------------------------------------------------
 
 
-def plan_sweep(files: Iterable[SweepFile], feed_index: FeedIndex, config: Config, now: float) -> SweepPlan:
+def plan_sweep(files: Iterable[FileStat], feed_index: FeedIndex, config: Config, now: float) -> SweepPlan:
     """Decide, for each observed file, whether it goes and why. No disk, no clock: ``now`` is given.
 
-    Local references to a deleted file come as FeedNull actions just before
-    its Delete. With ``cdn.verify``, published deletions are listed in
-    ``to_verify`` (see ``drop_unverified``).
+    A file at the top of DATA_DIR (no ``/`` in its path) is a temp file, any
+    other a media file. Local references to a deleted file come as FeedNull
+    actions just before its Delete. With ``cdn.verify``, published deletions
+    are listed in ``to_verify`` (see ``drop_unverified``).
     """
     plan = SweepPlan()
     sweep = config.sweep
@@ -146,15 +112,16 @@ def plan_sweep(files: Iterable[SweepFile], feed_index: FeedIndex, config: Config
     age_cutoff = now_ns - int(sweep.max_age * _NS)
     grace_cutoff = now_ns - int(sweep.published_grace * _NS)
     temp_cutoff = now_ns - int(sweep.temp_max_age * _NS)
-    protected = _matcher(config.protect.patterns).fullmatch
+    protected = Protect(config.protect.patterns)
     cdn_on = config.cdn.enabled
     published, local_refs = feed_index.published, feed_index.local_refs
-    blocked_why = "; ".join(str(problem) for problem in feed_index.problems) + ", and may reference it"
+    blocked_why = note("feed-unreadable-kept", problems="; ".join(str(problem) for problem in feed_index.problems))
     for file in files:
         plan.scanned += 1
         path = file.path
+        is_temp = "/" not in path
         reason: Reason
-        if file.is_temp:
+        if is_temp:
             if file.mtime_ns >= temp_cutoff:
                 continue
             reason, detail = "temp", "orphan temp file"
@@ -164,16 +131,15 @@ def plan_sweep(files: Iterable[SweepFile], feed_index: FeedIndex, config: Config
             reason = "age"
         elif path in published and file.mtime_ns < grace_cutoff:
             if path in local_refs:
-                plan.kept.append(Kept(path, f"on the CDN, but {_referrers(local_refs[path])} also "
-                                            "by a local URL; kept until it is older than sweep.max_age"))
+                plan.kept.append(Kept(path, note("published-but-local", posts=_referrers(local_refs[path]))))
                 continue
             reason = "published"
         else:
             continue
-        if protected(path.rpartition("/")[2]):
-            plan.kept.append(Kept(path, "its name matches protect.patterns"))
+        if protected(path):
+            plan.kept.append(Kept(path, note("protected", pattern=protected.which(path))))
             continue
-        if not file.is_temp:
+        if not is_temp:
             if feed_index.problems:
                 plan.kept.append(Kept(path, blocked_why))
                 continue
@@ -188,7 +154,7 @@ def plan_sweep(files: Iterable[SweepFile], feed_index: FeedIndex, config: Config
         plan.actions.append(
             Delete(
                 path=path,
-                bytes=file.allocated,
+                bytes=file.reclaimable,
                 reason=reason,
                 age=now - file.mtime_ns / _NS,
                 identity=file.identity,
@@ -214,53 +180,51 @@ def drop_unverified(plan: SweepPlan, verdicts: Mapping[str, cdn.Verdict]) -> Swe
         elif verdict.ok:
             actions.append(dataclasses.replace(action, detail=f"{action.detail}, verified"))
         else:
-            kept.append(Kept(action.path, verdict.why))
-    return SweepPlan(actions, kept, {}, plan.scanned)
+            kept.append(Kept(action.path, note("cdn-unconfirmed", why=verdict.why)))
+    return dataclasses.replace(plan, actions=actions, kept=kept, to_verify={})
 
 
 # --- the pass ----------------------------------------------------------------
 
 
-def run(ctx: PassContext, *, verify_timeout: float = cdn.VERIFY_TIMEOUT) -> StepReport:
-    """One sweep: observe, plan, verify published copies if asked, execute (or record, dry-run)."""
+def prepare(ctx: PassContext) -> SweepPlan:
+    """Observe (datagc's leftovers, temp files, and with the CDN on the feed and the media), plan, and
+    with ``cdn.verify`` keep the published copies the CDN doesn't confirm."""
     config, data_dir = ctx.config, ctx.data_dir
-    step = StepReport("sweep")
-    errors: list[tuple[int | None, str]] = []
+    notes: list[Note] = []
+    failures: list[Failure] = []
 
     def walk_error(path: str, error: OSError) -> None:
         if error.errno == errno.ENOENT:
             return  # a media directory that doesn't exist (yet) holds nothing
         if error.errno in _NOT_ENTERED:
-            what = "is a symbolic link" if _is_symlink(data_dir, path) else _NOT_ENTERED[error.errno]
-            step.notes.append(f"{path or '.'} {what}; not entered, nothing in it was touched")
+            what = "symlink" if _is_symlink(data_dir, path) else _NOT_ENTERED[error.errno]
+            notes.append(note("not-entered", path=path or ".", what=what))
             return
-        message = f"{path or '.'} cannot be read ({error.strerror}); its files were left as they were"
-        errors.append((error.errno, message))
+        failures.append(Failure(note("media-dir-unreadable", path=path or ".", error=error.strerror), error.errno))
 
-    if not ctx.dry_run:
-        for path in feed.clean_stale_feed_temps(data_dir, config):
-            step.notes.append(f"removed {path}, left by an interrupted datagc feed rewrite")
+    leftover = leftovers.observe(data_dir, config.feed.files)
     temps = temp_files(data_dir, config.sweep.temp_patterns)
     if config.cdn.enabled:
         index = feed.index_feeds(data_dir, config)
-        files: Iterable[SweepFile] = chain(temps, media_files(data_dir, config.sweep.media_dirs, walk_error))
-        for problem in index.problems:
-            errors.append((problem.errno, f"{problem}; every media file was kept, since it may reference any"))
+        files: Iterable[FileStat] = chain(temps, media_files(data_dir, config.sweep.media_dirs, walk_error))
+        failures.extend(Failure(note("feed-unreadable-all-kept", problem=str(problem)), problem.errno)
+                        for problem in index.problems)
     else:
         index = FeedIndex()  # no media is touched, so the feed needs no reading
         files = temps
-        step.notes.append(f"CDN disabled (cdn.enabled from {config.sources.get('cdn.enabled', 'default')}): "
-                          "media are never swept, only orphan temp files")
+        notes.append(note("cdn-disabled", source=config.sources.get("cdn.enabled", "default")))
     plan = plan_sweep(files, index, config, ctx.now)
+    plan.actions[:0] = leftovers.plan(leftover, ctx.now)
     if plan.to_verify:
-        verdicts = cdn.verify_all(plan.to_verify, verify_timeout)
+        verdicts = cdn.verify_all(plan.to_verify, cdn.VERIFY_TIMEOUT)
         plan = drop_unverified(plan, verdicts)
-        step.notes.extend(f"kept {path} although the feed shows it on the CDN: {verdict.why}"
-                          for path, verdict in verdicts.items() if not verdict.ok)
-    step.kept.extend(plan.kept)
-    execute(ctx, plan.actions, step)
-    _finish(step, errors, plan.scanned)
-    return step
+        notes.extend(note("cdn-unconfirmed-kept", path=path, why=verdict.why)
+                     for path, verdict in verdicts.items() if not verdict.ok)
+    plan.notes.extend(notes)
+    plan.failures.extend(failures)
+    plan.details["scanned_files"] = plan.scanned
+    return plan
 
 
 def _is_symlink(data_dir: safety.DataDir, path: str) -> bool:
@@ -271,17 +235,11 @@ def _is_symlink(data_dir: safety.DataDir, path: str) -> bool:
         return False
 
 
-def _finish(step: StepReport, errors: list[tuple[int | None, str]], scanned: int) -> None:
-    for _, message in errors:
-        step.notes.append(message)
-    if errors:
-        step.status = "error"
-        step.error = step.error or errors[0][1]
-        step.flags |= Exit.STEP_FAILED
-        step.details.setdefault("errno", errno.errorcode.get(errors[0][0] or 0, ""))
-    if any(isinstance(action, Delete) for action in step.actions):
-        step.flags |= Exit.SWEPT
-    elif step.status == "ok":
+def conclude(ctx: PassContext, plan: SweepPlan, step: StepReport) -> None:
+    """Say so when there was nothing to sweep."""
+    if step.status == "ok" and not any(isinstance(action, Delete) for action in step.actions):
         step.status = "skipped"
-        step.notes.append(f"nothing to sweep among {scanned} file(s)")
-    step.details["scanned_files"] = scanned
+        step.notes.append(note("nothing-to-sweep", scanned=plan.scanned))
+
+
+PASS = PassSpec("sweep", prepare, conclude)

@@ -1,0 +1,76 @@
+"""What the passes observe of the disk, as plain values: a file's identity and stat snapshot, df's numbers.
+
+No I/O here: :mod:`datagc.safety` and the walks make these; planners, the
+executor and the renderers read them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import NamedTuple
+
+
+@dataclass(frozen=True, slots=True)
+class FileIdentity:
+    """What a file was when it was planned; any difference means it changed.
+
+    ``ctime_ns`` catches what the others can't: a file replaced by a same-size
+    copy with its mtime preserved (``cp -p``, ``rsync -t``, ``tar x``) that
+    reuses the inode number. No one can set the ctime (utime moves it to now).
+    """
+
+    dev: int
+    ino: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> FileIdentity:
+        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+    def moved(self, other: FileIdentity | None) -> bool:
+        """``other`` is this file, renamed since (a rename moves the ctime, so it is not compared)."""
+        return other is not None and (self.dev, self.ino, self.size, self.mtime_ns) == (
+            other.dev, other.ino, other.size, other.mtime_ns)
+
+
+class FileStat(NamedTuple):
+    """A regular file a pass may delete, as the walk saw it (sweep and pressure share it)."""
+
+    path: str  # relative to DATA_DIR
+    mtime_ns: int
+    size: int
+    allocated: int  # st_blocks * 512
+    nlink: int
+    dev: int
+    ino: int
+    ctime_ns: int = 0
+
+    @classmethod
+    def of(cls, path: str, st: os.stat_result) -> FileStat:
+        return cls(path, st.st_mtime_ns, st.st_size, st.st_blocks * 512, st.st_nlink, st.st_dev, st.st_ino,
+                   st.st_ctime_ns)
+
+    @property
+    def identity(self) -> FileIdentity:
+        return FileIdentity(self.dev, self.ino, self.size, self.mtime_ns, self.ctime_ns)
+
+    @property
+    def reclaimable(self) -> int:
+        """Allocated bytes that come back when this name is unlinked (0 while other links remain)."""
+        return self.allocated if self.nlink == 1 else 0
+
+
+@dataclass(frozen=True)
+class DiskUsage:
+    """What ``df`` shows for the filesystem holding DATA_DIR.
+
+    ``used_fraction`` is df's Use%: used / (used + available to unprivileged users).
+    """
+
+    total_bytes: int
+    used_bytes: int
+    free_bytes: int
+    used_fraction: float

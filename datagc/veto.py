@@ -1,0 +1,115 @@
+"""The one veto (SPEC §7 rule 11): which paths a pass may delete or rotate, decided in one place.
+
+Planners ask it to leave protected files out of their plans; the executor asks
+it again for every action it is handed, so a planner that forgets (or a bug
+that proposes a product file) is refused where the change would happen.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+from collections.abc import Sequence
+
+from datagc.config import Config
+from datagc.model import Action, Delete, FeedNull, FeedRestore, Note, Rotate, note
+from datagc.safety import TEMP_MARK
+
+#: state.dir's default, relative to DATA_DIR (SPEC §9)
+DEFAULT_STATE_DIR = ".datagc"
+
+
+def pattern_matcher(patterns: Sequence[str]) -> re.Pattern[str]:
+    """One regex for a list of fnmatch patterns (case-sensitive, like ``fnmatchcase``); use ``fullmatch``."""
+    return re.compile("|".join(f"(?:{fnmatch.translate(pattern)})" for pattern in patterns) or "(?!)")
+
+
+class Protect:
+    """``protect.patterns``: a pattern with ``/`` matches the DATA_DIR-relative path, one without the file name."""
+
+    def __init__(self, patterns: Sequence[str]) -> None:
+        self.patterns = tuple(patterns)
+        self._name = pattern_matcher([pattern for pattern in patterns if "/" not in pattern]).fullmatch
+        self._path = pattern_matcher([pattern for pattern in patterns if "/" in pattern]).fullmatch
+
+    def __call__(self, path: str) -> bool:
+        return self._name(path[path.rfind("/") + 1:]) is not None or self._path(path) is not None
+
+    def which(self, path: str) -> str | None:
+        """The first pattern that protects ``path`` (for the report), or None."""
+        name = path[path.rfind("/") + 1:]
+        for pattern in self.patterns:
+            if fnmatch.fnmatchcase(path if "/" in pattern else name, pattern):
+                return pattern
+        return None
+
+
+def state_dir(config: Config) -> str | None:
+    """``state.dir`` relative to DATA_DIR (None when it lies outside it): never a target of any pass."""
+    section = getattr(config, "state", None)
+    configured = getattr(section, "dir", None) if section is not None else None
+    if not configured:
+        return DEFAULT_STATE_DIR
+    root = os.path.abspath(config.data_dir)
+    where = os.path.abspath(os.path.join(root, os.fspath(configured)))
+    for base, target in ((root, where), (os.path.realpath(root), os.path.realpath(where))):
+        relative = os.path.relpath(target, base)
+        if relative == ".":
+            return ""
+        if not relative.startswith(".."):
+            return relative.replace(os.sep, "/")
+    return None
+
+
+def is_normal(path: str) -> bool:
+    """A plain relative path: no empty, ``.`` or ``..`` component, no leading ``/``."""
+    return bool(path) and all(part not in ("", ".", "..") for part in path.split("/"))
+
+
+class Veto:
+    """Every rule about what a pass may touch, from the configuration."""
+
+    def __init__(self, config: Config) -> None:
+        self.protect = Protect(config.protect.patterns)
+        self._media = tuple(f"{directory}/" for directory in config.sweep.media_dirs)
+        self._temp = pattern_matcher(config.sweep.temp_patterns).fullmatch
+        self._logs = frozenset(config.rotate.logs)
+        self._feeds = frozenset(config.feed.files)
+        self._state = state_dir(config)
+
+    def refusal(self, action: Action) -> Note | None:
+        """Why ``action`` must not be applied, or None when every rule allows it."""
+        path = action.path
+        if not is_normal(path):
+            return note("refused-not-normal", path=path)
+        if self._state is not None and (self._state == "" or path == self._state
+                                        or path.startswith(self._state + "/")):
+            return note("refused-state-dir", path=path, state_dir=self._state or ".")
+        if isinstance(action, (FeedNull, FeedRestore)):
+            return None if path in self._feeds else note("refused-not-a-feed", path=path)
+        pattern = self.protect.which(path)
+        if pattern is not None:
+            return note("refused-protected", path=path, pattern=pattern, kind=action.kind)
+        if isinstance(action, Rotate):
+            return None if path in self._logs else note("refused-not-a-log", path=path)
+        assert isinstance(action, Delete)
+        if path in self._logs or path in self._feeds:
+            return note("refused-product", path=path)
+        if self.may_delete(path):
+            return None
+        return note("refused-out-of-root", path=path)
+
+    def may_delete(self, path: str) -> bool:
+        """Inside a media directory, a top-level temp file, or a leftover temp of datagc's own rewrites."""
+        if path.startswith(self._media):
+            return True
+        directory, _, name = path.rpartition("/")
+        if TEMP_MARK in name:
+            return self.own_temp(path)
+        return not directory and self._temp(name) is not None
+
+    def own_temp(self, path: str) -> bool:
+        """``<log or feed>.datagc-tmp.<pid>``: what an interrupted rotation or feed rewrite of datagc leaves."""
+        base, mark, pid = path.rpartition(TEMP_MARK)
+        return bool(mark) and pid.isdigit() and (base in self._logs or base in self._feeds)

@@ -1,0 +1,181 @@
+"""The sentences: every note, kept-file reason and failure of a step, from its code and fields.
+
+Passes, the executor and the runner say what happened as a ``model.Note``
+(a code and its facts); this table is the one place that says it in English,
+for every renderer (plain lines, rich, the JSON ``notes``/``error``/``why``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from datagc.model import Failure, Note
+from datagc.units import format_size, human_age, human_size
+
+Fields = Mapping[str, Any]
+
+
+def percent(fraction: float, exact: bool = False) -> str:
+    """``73.1%``; ``exact`` for configured values: ``70%``, ``65.5%``."""
+    if exact:
+        return f"{fraction * 100:.6f}".rstrip("0").rstrip(".") + "%"
+    return f"{fraction * 100:.1f}%"
+
+
+_LOG_REFUSED = {
+    "symlink": "is a symlink or lies under one (datagc never follows symlinks); left alone",
+    "directory": "is a directory, not a log; left alone",
+    "special": "is not a regular file (FIFO, socket or device); left alone",
+    "elsewhere": "is on another filesystem or a mount point; left alone",
+}
+_NOT_ENTERED = {
+    "symlink": "is a symbolic link",
+    "not-a-directory": "is not a directory",
+    "other-filesystem": "is on another filesystem",
+}
+
+
+def _headline(f: Fields) -> str:
+    text = f"pressure: {percent(f['used'])} used > {percent(f['threshold'], exact=True)}"
+    files = f.get("files", 0)
+    evicted = f"{files} files ({human_size(f['bytes'])})" if files else "nothing"
+    if "after" not in f:
+        return f"{text}; deleted {evicted}"
+    if f.get("dry_run"):
+        return f"{text}; would delete {evicted}; projected {percent(f['after'])}"
+    return f"{text}; deleted {evicted}; now {percent(f['after'])}"
+
+
+def _still_above(f: Fields) -> str:
+    spared = []
+    files, size = f["too_young"]
+    if files:
+        spared.append(f"{files} younger than {human_age(f['min_age'])} ({human_size(size)})")
+    files, size = f["protected"]
+    if files:
+        spared.append(f"{files} protected ({human_size(size)})")
+    files, size = f["hard_linked"]
+    if files:
+        spared.append(f"{files} hard-linked ({human_size(size)})")
+    why = "after deleting every media file it may" if f["exhausted"] else "after this pass"
+    parts = [
+        f"pressure: still {percent(f['used'])} used > {percent(f['threshold'], exact=True)} {why}",
+        "the rest is held by " + ", ".join(f"{name} {human_size(size)}" for name, size in f["holders"]),
+        f"{f['data_dir']} holds {human_size(f['held'])} of the {human_size(f['used_bytes'])} used "
+        f"({percent(f['share'])})",
+    ]
+    if spared:
+        parts.append("media spared: " + ", ".join(spared))
+    parts.append("an operator must free space or grow the disk")
+    return "; ".join(parts)
+
+
+SENTENCES: dict[str, Callable[[Fields], str]] = {
+    # the veto (executor)
+    "refused-not-normal": lambda f: f"refused {f['path']}: not a plain path inside the data directory",
+    "refused-state-dir": lambda f: f"refused {f['path']}: it is under state.dir ({f['state_dir']}), "
+                                   "datagc's own state, never a target",
+    "refused-not-a-feed": lambda f: f"refused to rewrite {f['path']}: not one of feed.files",
+    "refused-protected": lambda f: f"refused to {'rotate' if f['kind'] == 'rotate' else 'delete'} {f['path']}: "
+                                   f"protect.patterns ({f['pattern']!r}) protects it; left as it was",
+    "refused-not-a-log": lambda f: f"refused to rotate {f['path']}: not one of rotate.logs",
+    "refused-product": lambda f: f"refused to delete {f['path']}: it is a configured event log or feed",
+    "refused-out-of-root": lambda f: f"refused to delete {f['path']}: outside the media directories, the temp "
+                                     "patterns and datagc's own leftovers; left as it was",
+    # applying
+    "feed-retried-after-space": lambda f: "the feed could not be rewritten for lack of space before the "
+                                          "deletions; it was tried again once they had freed some",
+    "feed-problem": lambda f: f["problem"],
+    "feed-problem-kept": lambda f: f"{f['problem']}; the files it may reference were kept",
+    "feed-blocked": lambda f: f["why"],
+    "feed-nulled-again": lambda f: f"the feed named {f['count']} deleted file(s) again after the deletions "
+                                   "(the service rewrote it meanwhile); those references were set to null again",
+    "feed-problem-after": lambda f: f"{f['problem']}; it could not be checked for references to the files "
+                                    "just deleted",
+    "delete-failed": lambda f: f"could not delete {f['path']} ({f['strerror']}); it was left as it was",
+    "changed-since-planned": lambda f: "changed since it was planned"
+                                       + (" (its local feed reference had already been set to null)"
+                                          if f["nulled"] else ""),
+    "kept-changed": lambda f: f"kept {f['count']} file(s) that changed since they were planned, e.g. {f['example']}",
+    "rotate-failed": lambda f: f"could not rotate {f['path']} ({f['bytes']} bytes): {f['why']}; "
+                               "the log was left as it was",
+    "rotate-fits-now": lambda f: "fits within rotate.keep_lines and rotate.keep_bytes now; left alone",
+    "writer-lingered": lambda f: f"{f['path']}: a process still held the old log open for writing; what it writes "
+                                 "from now on goes to the old, unlinked file and is lost to the new log (restart "
+                                 "that writer; see README, 'Writers that keep the log open')",
+    "carry-error": lambda f: f"{f['path']}: rotated, but {f['bytes']} bytes appended during the rotation could not "
+                             f"be carried into the new log ({f['error']})",
+    # running
+    "step-error": lambda f: f["message"],
+    "os-error": lambda f: f"{f['error']}" + (f" ({f['filename']})" if f["filename"] else "")
+                          + "; what it was working on was left as it was",
+    "internal-error": lambda f: f"internal error {f['type']}: {f['error']}; what it was working on was left as it was",
+    "disabled": lambda f: f"{f['step']}: datagc is disabled (enabled=false from {f['source']}); nothing was done",
+    "rotate-retried": lambda f: f"rotate was retried after {f['after']} freed space",
+    # rotate
+    "log-missing": lambda f: "does not exist; nothing to rotate",
+    "log-unreadable": lambda f: f"{f['path']} {f['error']}; left as it was",
+    "log-refused": lambda f: f"{f['path']} {_LOG_REFUSED[f['state']]}",
+    "log-under-trigger": lambda f: f"{f['size']} bytes, not over rotate.max_bytes ({format_size(f['max_bytes'])})",
+    "log-no-line-end": lambda f: f"{f['path']} is over rotate.max_bytes ({format_size(f['max_bytes'])}) but has no "
+                                 f"line end in its last {format_size(f['keep_bytes'])} (rotate.keep_bytes): a line "
+                                 "longer than that, or not a line-per-event log; left as it was",
+    "rotate-capped": lambda f: f"{f['path']}: keeping {f['lines']} lines, not {f['keep_lines']}: the newest "
+                               f"{f['keep_lines']} lines are larger than rotate.keep_bytes "
+                               f"({format_size(f['keep_bytes'])})",
+    "rotate-partial-line": lambda f: f"{f['path']}: its last line is still being written ({f['bytes']} bytes, "
+                                     "no newline yet); carried over as it is",
+    # sweep
+    "feed-unreadable-kept": lambda f: f"{f['problems']}, and may reference it",
+    "published-but-local": lambda f: f"on the CDN, but {f['posts']} also by a local URL; kept until it is older "
+                                     "than sweep.max_age",
+    "protected": lambda f: "its name matches protect.patterns" + (f" ({f['pattern']!r})" if f["pattern"] else ""),
+    "cdn-unconfirmed": lambda f: f["why"],
+    "not-entered": lambda f: f"{f['path']} {_NOT_ENTERED[f['what']]}; not entered, nothing in it was touched",
+    "media-dir-unreadable": lambda f: f"{f['path']} cannot be read ({f['error']}); its files were left as they were",
+    "feed-unreadable-all-kept": lambda f: f"{f['problem']}; every media file was kept, since it may reference any",
+    "cdn-disabled": lambda f: f"CDN disabled (cdn.enabled from {f['source']}): media are never swept, only orphan "
+                              "temp files",
+    "cdn-unconfirmed-kept": lambda f: f"kept {f['path']} although the feed shows it on the CDN: {f['why']}",
+    "nothing-to-sweep": lambda f: f"nothing to sweep among {f['scanned']} file(s)",
+    # pressure
+    "hard-linked": lambda f: f"has {f['others']} other hard link(s): deleting it frees nothing",
+    "pressure-statfs-failed": lambda f: f"cannot measure the disk holding {f['data_dir']} (statfs: {f['error']}); "
+                                        "pressure was skipped for this run and nothing was deleted",
+    "pressure-below": lambda f: f"pressure: {percent(f['used'])} used, threshold "
+                                f"{percent(f['threshold'], exact=True)}; nothing to do",
+    "pressure-feed-unreadable": lambda f: f"{f['problems']}: any media file may be referenced by it, so every "
+                                          "media file was kept and the disk is still above the threshold; repair "
+                                          "the feed or free space by hand",
+    "cdn-local-only": lambda f: f"{f['path']} ranked as a local-only copy although the feed shows it on the CDN: "
+                                f"{f['why']}",
+    "media-dir-unreadable-kept": lambda f: f"{f['path']} cannot be read ({f['error']}); its files were kept",
+    "dir-unreadable-not-counted": lambda f: f"{f['path']} cannot be read ({f['error']}); its size is not counted "
+                                            "below",
+    "media-dir-not-evicted": lambda f: f"{f['path']} is a symbolic link, not a directory or on another filesystem; "
+                                       "not entered, nothing in it was evicted",
+    "pressure-headline": _headline,
+    "pressure-still-above": _still_above,
+    "pressure-statfs-after-failed": lambda f: f"cannot measure the disk again after the deletions "
+                                              f"(statfs: {f['error']})",
+    "pressure-above-target-exhausted": lambda f: f"pressure: below the threshold but above the target "
+                                                 f"{percent(f['target'], exact=True)}: no other media file may be "
+                                                 "evicted",
+    "pressure-above-target": lambda f: f"pressure: still above the target {percent(f['target'], exact=True)}: "
+                                       "some planned files were kept, or deleted files are still held open by a "
+                                       "process (datagc audit lists those)",
+}
+
+
+def text(note: Note) -> str:
+    """The sentence for ``note``."""
+    return SENTENCES[note.code](note.fields)
+
+
+def error_text(failures: Sequence[Failure], first: Failure | None) -> str | None:
+    """A step's error: its first failure (ENOSPC first), and how many more there were."""
+    if first is None:
+        return None
+    more = len(failures) - 1
+    return text(first.why) if more == 0 else f"{text(first.why)} (and {more} more problems)"
