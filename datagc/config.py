@@ -14,7 +14,7 @@ import os
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from datagc.errors import ConfigError
@@ -116,13 +116,21 @@ def _parse_list(value: Any) -> tuple[str, ...]:
 
 
 def _parse_relative_paths(value: Any) -> tuple[str, ...]:
-    """Paths inside DATA_DIR: relative, no ``..``, no empty parts."""
-    paths = _parse_list(value)
-    for path in paths:
-        pure = PurePosixPath(path)
-        if pure.is_absolute() or ".." in pure.parts or not pure.parts or path.endswith("/"):
-            raise ValueError(f"{path!r} must be a relative path inside the data directory")
-    return paths
+    """Paths inside DATA_DIR, normalised once (SPEC §7 rule 12): ``./images``, ``images/``, ``images/.``
+    are ``images``. An absolute path, a ``..`` or an empty name is an error; duplicates are dropped."""
+    if isinstance(value, (list, tuple)) and any(isinstance(item, str) and not item.strip() for item in value):
+        raise ValueError("an empty name is not a path inside the data directory")
+    normalised: dict[str, None] = {}
+    for path in _parse_list(value):
+        if path.startswith("/"):
+            raise ValueError(f"{path!r} is absolute; it must be a relative path inside the data directory")
+        parts = [part for part in path.split("/") if part not in ("", ".")]
+        if ".." in parts:
+            raise ValueError(f"{path!r} leaves the data directory ('..'); it must be a relative path inside it")
+        if not parts:
+            raise ValueError(f"{path!r} names the data directory itself, not a path inside it")
+        normalised["/".join(parts)] = None
+    return tuple(normalised)
 
 
 # --- the keys ---

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Container, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 
 from datagc.config import PressureConfig
 from datagc.facts import DiskUsage, FileStat
 from datagc.model import Delete, FeedNull, Kept, Plan, note
-from datagc.veto import Protect
 
 #: Eviction classes, in eviction order (SPEC §7.7).
 PUBLISHED, UNREFERENCED, REFERENCED = 0, 1, 2
@@ -103,7 +102,7 @@ def plan_pressure(
     usage: DiskUsage,
     settings: PressureConfig,
     *,
-    protect: Sequence[str],
+    spared: Callable[[str], bool],
     published: Container[str],
     local_refs: Mapping[str, Sequence[FeedNull]],
     cdn_enabled: bool,
@@ -111,20 +110,21 @@ def plan_pressure(
 ) -> PressurePlan:
     """Choose the fewest victims, first in eviction order, whose allocated bytes reach the target.
 
-    ``published`` holds the media paths the feed shows by CDN URL, ``local_refs``
-    the feed fields naming each path by local URL. Pure: no disk, ``now`` given.
+    ``spared(path)`` says a file may never be evicted (``veto.Veto.spares``:
+    protected, or under state.dir); ``published`` holds the media paths the
+    feed shows by CDN URL, ``local_refs`` the feed fields naming each path by
+    local URL. Pure: no disk, ``now`` given.
     """
     plan = PressurePlan(needed_bytes=bytes_to_free(usage, settings.target))
     need = plan.needed_bytes
     cutoff_ns = int((now - settings.min_age) * 1e9)
-    protected = Protect(protect)
     eligible_files = [0, 0, 0]
     eligible_bytes = [0, 0, 0]
     heap: list[_HeapEntry] = []
     chosen_bytes = 0
     for file in files:
         path = file.path
-        if protected(path):
+        if spared(path):
             plan.protected.add(file.allocated)
         elif file.mtime_ns > cutoff_ns:
             plan.too_young.add(file.allocated)

@@ -62,9 +62,13 @@ def state_dir(config: Config) -> str | None:
     return None
 
 
+#: an empty, ``.`` or ``..`` component, or a leading or trailing ``/``
+_ABNORMAL = re.compile(r"(?:^|/)\.{0,2}(?:/|$)|^/")
+
+
 def is_normal(path: str) -> bool:
-    """A plain relative path: no empty, ``.`` or ``..`` component, no leading ``/``."""
-    return bool(path) and all(part not in ("", ".", "..") for part in path.split("/"))
+    """A plain relative path: no empty, ``.`` or ``..`` component, no leading or trailing ``/``."""
+    return _ABNORMAL.search(path) is None
 
 
 class Veto:
@@ -76,29 +80,46 @@ class Veto:
         self._temp = pattern_matcher(config.sweep.temp_patterns).fullmatch
         self._logs = frozenset(config.rotate.logs)
         self._feeds = frozenset(config.feed.files)
-        self._state = state_dir(config)
+        self.state_dir = state_dir(config)
+        self._state_prefix = None if self.state_dir is None else (self.state_dir + "/" if self.state_dir else "")
 
     def refusal(self, action: Action) -> Note | None:
         """Why ``action`` must not be applied, or None when every rule allows it."""
+        if isinstance(action, Delete):
+            return self.delete_refusal(action.path)
         path = action.path
         if not is_normal(path):
             return note("refused-not-normal", path=path)
-        if self._state is not None and (self._state == "" or path == self._state
-                                        or path.startswith(self._state + "/")):
-            return note("refused-state-dir", path=path, state_dir=self._state or ".")
+        if self.in_state_dir(path):
+            return note("refused-state-dir", path=path, state_dir=self.state_dir or ".")
         if isinstance(action, (FeedNull, FeedRestore)):
             return None if path in self._feeds else note("refused-not-a-feed", path=path)
-        pattern = self.protect.which(path)
-        if pattern is not None:
-            return note("refused-protected", path=path, pattern=pattern, kind=action.kind)
-        if isinstance(action, Rotate):
-            return None if path in self._logs else note("refused-not-a-log", path=path)
-        assert isinstance(action, Delete)
+        assert isinstance(action, Rotate)
+        if self.protect(path):
+            return note("refused-protected", path=path, pattern=self.protect.which(path), kind="rotate")
+        return None if path in self._logs else note("refused-not-a-log", path=path)
+
+    def delete_refusal(self, path: str) -> Note | None:
+        """Why ``path`` must not be deleted, or None: planners ask it of their candidates, the executor again."""
+        if not is_normal(path):
+            return note("refused-not-normal", path=path)
+        if self.in_state_dir(path):
+            return note("refused-state-dir", path=path, state_dir=self.state_dir or ".")
+        if self.protect(path):
+            return note("refused-protected", path=path, pattern=self.protect.which(path), kind="delete")
         if path in self._logs or path in self._feeds:
             return note("refused-product", path=path)
-        if self.may_delete(path):
-            return None
-        return note("refused-out-of-root", path=path)
+        if not self.may_delete(path):
+            return note("refused-out-of-root", path=path)
+        return None
+
+    def spares(self, path: str) -> bool:
+        """A media file no pass may evict: protected, or under state.dir (pressure's per-file check)."""
+        return self.protect(path) or self.in_state_dir(path)
+
+    def in_state_dir(self, path: str) -> bool:
+        prefix = self._state_prefix
+        return prefix is not None and (path.startswith(prefix) or path == self.state_dir)
 
     def may_delete(self, path: str) -> bool:
         """Inside a media directory, a top-level temp file, or a leftover temp of datagc's own rewrites."""

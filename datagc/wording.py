@@ -130,7 +130,6 @@ SENTENCES: dict[str, Callable[[Fields], str]] = {
     "feed-unreadable-kept": lambda f: f"{f['problems']}, and may reference it",
     "published-but-local": lambda f: f"on the CDN, but {f['posts']} also by a local URL; kept until it is older "
                                      "than sweep.max_age",
-    "protected": lambda f: "its name matches protect.patterns" + (f" ({f['pattern']!r})" if f["pattern"] else ""),
     "cdn-unconfirmed": lambda f: f["why"],
     "not-entered": lambda f: f"{f['path']} {_NOT_ENTERED[f['what']]}; not entered, nothing in it was touched",
     "media-dir-unreadable": lambda f: f"{f['path']} cannot be read ({f['error']}); its files were left as they were",

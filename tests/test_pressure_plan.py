@@ -16,6 +16,7 @@ from datagc.eviction import (
 )
 from datagc.facts import DiskUsage, FileIdentity, FileStat
 from datagc.model import Delete, FeedNull
+from datagc.veto import Protect
 from tests.steps import why
 
 NOW = 1_764_000_000.0
@@ -43,7 +44,7 @@ def plan(files, used, *, published=(), local_refs=None, cdn=True, settings=SETTI
         files,
         usage(used),
         settings,
-        protect=protect,
+        spared=Protect(protect),
         published=frozenset(published),
         local_refs=local_refs or {},
         cdn_enabled=cdn,
@@ -198,7 +199,7 @@ def test_plan_is_the_shortest_prefix_of_the_eviction_order(specs, used_percent, 
     disk = usage(used_percent * MB)
     shuffled = files[:]
     rnd.shuffle(shuffled)
-    result = plan_pressure(shuffled, disk, SETTINGS, protect=PROTECT, published=published, local_refs=refs,
+    result = plan_pressure(shuffled, disk, SETTINGS, spared=Protect(PROTECT), published=published, local_refs=refs,
                            cdn_enabled=True, now=NOW)
 
     eligible = sorted(
@@ -218,7 +219,7 @@ def test_plan_is_the_shortest_prefix_of_the_eviction_order(specs, used_percent, 
     if not result.exhausted:
         after = after_freeing(disk, result.planned_bytes)
         left = [f for f in files if f.path not in set(expected)]
-        again = plan_pressure(left, after, SETTINGS, protect=PROTECT, published=published, local_refs=refs,
+        again = plan_pressure(left, after, SETTINGS, spared=Protect(PROTECT), published=published, local_refs=refs,
                               cdn_enabled=True, now=NOW)
         assert again.actions == []
         assert after.used_fraction <= SETTINGS.target + 1e-12

@@ -54,6 +54,7 @@ from datagc.eviction import (
 from datagc.facts import DiskUsage
 from datagc.model import Action, Delete, Failure, Note, PassContext, PassSpec, StepReport, note
 from datagc.safety import DataDir, disk_usage
+from datagc.veto import Veto
 
 #: entries of DATA_DIR named when the disk stays above the threshold
 TOP_HOLDERS = 5
@@ -123,7 +124,7 @@ def _observe_and_plan(
         walk_media(ctx.data_dir, config.sweep.media_dirs, census),
         before,
         config.pressure,
-        protect=config.protect.patterns,
+        spared=Veto(config).spares,
         published=published,
         local_refs=index.local_refs,
         cdn_enabled=config.cdn.enabled,

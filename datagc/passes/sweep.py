@@ -40,7 +40,7 @@ from datagc.config import Config
 from datagc.facts import FileStat
 from datagc.feed import FeedIndex
 from datagc.model import Action, Delete, Failure, Kept, Note, PassContext, PassSpec, Plan, Reason, StepReport, note
-from datagc.veto import Protect, pattern_matcher
+from datagc.veto import Veto, pattern_matcher
 
 _NS = 1_000_000_000
 #: walk errors that are the safety rules at work, not failures
@@ -112,7 +112,7 @@ def plan_sweep(files: Iterable[FileStat], feed_index: FeedIndex, config: Config,
     age_cutoff = now_ns - int(sweep.max_age * _NS)
     grace_cutoff = now_ns - int(sweep.published_grace * _NS)
     temp_cutoff = now_ns - int(sweep.temp_max_age * _NS)
-    protected = Protect(config.protect.patterns)
+    veto = Veto(config)
     cdn_on = config.cdn.enabled
     published, local_refs = feed_index.published, feed_index.local_refs
     blocked_why = note("feed-unreadable-kept", problems="; ".join(str(problem) for problem in feed_index.problems))
@@ -136,8 +136,9 @@ def plan_sweep(files: Iterable[FileStat], feed_index: FeedIndex, config: Config,
             reason = "published"
         else:
             continue
-        if protected(path):
-            plan.kept.append(Kept(path, note("protected", pattern=protected.which(path))))
+        refused = veto.delete_refusal(path)
+        if refused is not None:
+            plan.kept.append(Kept(path, refused))
             continue
         if not is_temp:
             if feed_index.problems:
