@@ -156,7 +156,7 @@ def test_the_executor_refuses_every_forbidden_target_it_is_handed(tmp_path: Path
         Rotate("cartoons.json", 5000, 100, 1),  # protected and not a log
         Rotate("images/fine.png", 5000, 100, 1),  # not a log
         FeedNull("cartoons.json", "imageUrl", "/images/fine.png"),  # not a feed
-        Delete("images/../posts.json", 4096, "age", 0.0, FileIdentity(0, 0, 0, 0)),  # not a plain path
+        Delete("images/../posts.json", 4096, "age", 0.0, FileIdentity(0, 0, 0, 0, 0)),  # not a plain path
         delete_of(root, "images/fine.png"),
     ]
     before = snapshot(root)
