@@ -180,7 +180,7 @@ def action_line(action: Action, dry_run: bool) -> str:
 
 def step_lines(step: StepReport, dry_run: bool, verbose: bool) -> list[str]:
     if step.status == "disabled":  # its note says where the kill switch came from
-        return [f"[janitor] {note}" for note in step.notes]
+        return [f"[janitor] {text(note)}" for note in step.notes]
     lines = [action_line(action, dry_run) for action in step.actions]
     lines += [f"[janitor] {text(note)}" for note in step.notes]
     if verbose:
