@@ -20,11 +20,11 @@ demo: $(BIN)/datagc
 	@echo "== datagc audit (read-only census)"
 	$(BIN)/datagc audit --data-dir $(DEMO_DIR); $(RECLAIM_OK)
 	@echo "== datagc run-all --dry-run (the plan; nothing changes)"
-	$(BIN)/datagc run-all --data-dir $(DEMO_DIR) --cdn --dry-run; $(RECLAIM_OK)
+	$(BIN)/datagc run-all --data-dir $(DEMO_DIR) --cdn --cdn-public-url https://cdn.example.com --dry-run; $(RECLAIM_OK)
 	@echo "== datagc run-all (for real)"
-	$(BIN)/datagc run-all --data-dir $(DEMO_DIR) --cdn; $(RECLAIM_OK)
+	$(BIN)/datagc run-all --data-dir $(DEMO_DIR) --cdn --cdn-public-url https://cdn.example.com; $(RECLAIM_OK)
 	@echo "== datagc run-all again (idempotent: nothing left to do)"
-	$(BIN)/datagc run-all --data-dir $(DEMO_DIR) --cdn; $(RECLAIM_OK)
+	$(BIN)/datagc run-all --data-dir $(DEMO_DIR) --cdn --cdn-public-url https://cdn.example.com; $(RECLAIM_OK)
 
 test: $(BIN)/datagc lint tools
 	$(BIN)/pytest -q -p no:cacheprovider

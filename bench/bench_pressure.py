@@ -135,7 +135,7 @@ def compare(template: Path, work: Path, files: int, victims: int, repeats: int, 
     def datagc(data: Path) -> list[str]:
         target = f"{target_for(data, victims):.12f}"
         return [DATAGC, "pressure", "--data-dir", str(data), "--threshold", target, "--target", target,
-                "--min-age", "1d", "--cdn"]
+                "--min-age", "1d", "--cdn", "--cdn-public-url", "https://cdn.example.com"]
 
     def anchor(data: Path) -> list[str]:
         pipeline = (f"find {data} -type f -printf '%T@ %p\\n' | sort -n | head -n {victims} "

@@ -12,14 +12,15 @@ for either, never left pointing at a deleted one.
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
 import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
-#: seconds a HEAD request to the CDN may take before the copy is kept
+#: seconds a HEAD request to the CDN may take, in all, before the copy is kept
 VERIFY_TIMEOUT = 10.0
 
 #: how many HEAD requests run at once
@@ -95,20 +96,37 @@ def local_paths(url: str, media_dirs: Sequence[str]) -> set[str]:
 def cdn_paths(url: str, public_url: str, media_dirs: Sequence[str]) -> set[str]:
     """The media files an http(s) URL shows on the CDN.
 
-    With ``public_url`` set, the URL must be ``public_url/<media_dir>/<path>``
-    exactly (query and fragment aside). Without it, any http(s) URL whose path
-    ends in ``/<media_dir>/<path>`` counts.
+    The CDN is only what ``public_url`` names: the URL must be
+    ``public_url/<media_dir>/<path>`` exactly (query and fragment aside), on
+    the same origin. Without ``public_url`` no URL is a CDN copy.
     """
-    if not is_remote(url):
+    if not public_url or not is_remote(url):
         return set()
-    if public_url:
-        base = public_url.rstrip("/") + "/"
-        if not url.startswith(base):
-            return set()
-        rest = urlsplit("/" + url[len(base):]).path
-        return {found for variant in _path_variants(rest) if (found := _under_media_dir(variant, media_dirs))}
-    path = urlsplit(url).path
-    return {found for variant in _path_variants(path) for found in media_suffixes(variant, media_dirs)}
+    base = public_url.rstrip("/") + "/"
+    if not url.startswith(base) or origin(url) != origin(public_url):
+        return set()
+    rest = urlsplit("/" + url[len(base):]).path
+    return {found for variant in _path_variants(rest) if (found := _under_media_dir(variant, media_dirs))}
+
+
+class Origin(NamedTuple):
+    """Scheme, host and port: the only place ``cdn.verify`` may send a request."""
+
+    scheme: str
+    host: str
+    port: int
+
+
+def origin(url: str) -> Origin | None:
+    """The origin of an http(s) URL with a host; None for anything else (or a malformed port)."""
+    try:
+        split = urlsplit(url)
+        port = split.port
+    except ValueError:
+        return None
+    if split.scheme not in ("http", "https") or not split.hostname:
+        return None
+    return Origin(split.scheme, split.hostname.lower(), port or (443 if split.scheme == "https" else 80))
 
 
 # --- verification ------------------------------------------------------------
@@ -123,35 +141,75 @@ class Verdict(NamedTuple):
     answered: bool = True
 
 
-def verify(url: str, local_size: int, timeout: float) -> Verdict:
+#: characters left as they are in the request target (the rest is percent-encoded)
+_TARGET_SAFE = "/%?=&;:@!$'()*+,~-._"
+
+
+def verify(url: str, local_size: int, timeout: float, public_url: str) -> Verdict:
     """HEAD ``url``: ok only on a 200 whose Content-Length equals ``local_size``.
 
-    Any other answer, a timeout or a network error is not ok, with the reason.
-    Unpacks as ``(ok, why)``-first; redirects are followed.
+    Only ``public_url``'s scheme, host and port are ever contacted: a URL on
+    another origin is not requested. No redirect is followed (a 3xx is not a
+    200). ``timeout`` bounds the whole request, connection included. Any
+    other answer, a timeout or a network error is not ok, with the reason.
     """
-    import urllib.error  # only when cdn.verify is on: urllib costs ~50 ms of start-up
-    import urllib.request
-
-    request = urllib.request.Request(url, method="HEAD", headers={"User-Agent": "datagc"})
+    cdn = origin(public_url)
+    if cdn is None or origin(url) != cdn:
+        return Verdict(False, f"{url} is not on the CDN that cdn.public_url names ({public_url or 'unset'}); "
+                              "nothing was requested")
+    split = urlsplit(url)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            status = response.status
-            length = response.headers.get("Content-Length")
-    except urllib.error.HTTPError as error:
-        return Verdict(False, f"the CDN answered {error.code} {error.reason} for {url}")
-    except (urllib.error.URLError, OSError, ValueError) as error:
-        reason = getattr(error, "reason", None) or error
+        target = quote(split.path or "/", safe=_TARGET_SAFE) + (f"?{quote(split.query, safe=_TARGET_SAFE)}"
+                                                                 if split.query else "")
+    except UnicodeError:
+        return Verdict(False, f"{url} cannot be requested (it is not valid text); nothing was requested")
+    import http.client  # only when cdn.verify is on
+
+    connection_class = http.client.HTTPSConnection if cdn.scheme == "https" else http.client.HTTPConnection
+    connection = connection_class(cdn.host, cdn.port, timeout=timeout)
+    expired = threading.Event()
+    timer = threading.Timer(timeout, _abort, (connection, expired))
+    timer.daemon = True
+    timer.start()
+    try:
+        connection.request("HEAD", target, headers={"User-Agent": "datagc"})
+        response = connection.getresponse()
+        status, length = response.status, response.getheader("Content-Length")
+        location = response.getheader("Location")
+    except (OSError, http.client.HTTPException, ValueError) as error:
+        reason = str(error) or type(error).__name__
+    else:
+        reason = ""
+    finally:
+        timer.cancel()
+        connection.close()
+    if expired.is_set() or reason:
+        reason = f"no whole answer within {timeout:g}s" if expired.is_set() else reason
         return Verdict(False, f"the CDN did not answer for {url} ({reason})", answered=False)
+    if 300 <= status < 400:
+        return Verdict(False, f"the CDN answered {status} for {url}, redirecting to {location}; "
+                              "redirects are not followed")
     if status != 200:
         return Verdict(False, f"the CDN answered {status} for {url}")
-    if length is None or not length.strip().isdigit():
+    if length is None or not (length.isascii() and length.isdigit()):
         return Verdict(False, f"the CDN answered 200 without a usable Content-Length for {url}")
     if int(length) != local_size:
         return Verdict(False, f"the CDN has {int(length)} bytes at {url}, the local copy {local_size}")
     return Verdict(True, f"the CDN answered 200 with the same {local_size} bytes")
 
 
-def verify_all(requests: Mapping[str, tuple[str, int]], timeout: float) -> dict[str, Verdict]:
+def _abort(connection: object, expired: threading.Event) -> None:
+    """The whole-request deadline: shut the socket down, so that a read blocked on it returns."""
+    import socket
+
+    expired.set()
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def verify_all(requests: Mapping[str, tuple[str, int]], public_url: str, timeout: float) -> dict[str, Verdict]:
     """Verify many files at once: ``{key: (url, local_size)}`` -> ``{key: Verdict}``.
 
     Requests run ``VERIFY_WORKERS`` at a time. Once ``VERIFY_GIVE_UP_AFTER``
@@ -168,7 +226,7 @@ def verify_all(requests: Mapping[str, tuple[str, int]], timeout: float) -> dict[
             if unanswered[0] >= VERIFY_GIVE_UP_AFTER:
                 return key, Verdict(False, f"not verified: the CDN left {unanswered[0]} requests unanswered, "
                                            "so no more were sent in this pass", answered=False)
-        verdict = verify(url, size, timeout)
+        verdict = verify(url, size, timeout, public_url)
         if not verdict.answered:
             with lock:
                 unanswered[0] += 1

@@ -128,6 +128,8 @@ CDN: tuple[Opt, ...] = (
             "on when R2_ACCESS_KEY_ID is set"),
     _opt("media_dirs", "--media-dirs", "Media directories, comma-separated.", "sweep.media_dirs", "LIST",
          "DATAGC_SWEEP_MEDIA_DIRS", "images,videos,voice,bid-images"),
+    _opt("cdn_public_url", "--cdn-public-url", "The CDN's public base URL: the only URLs that count as CDN copies.",
+         "cdn.public_url", "URL", "DATAGC_CDN_PUBLIC_URL, R2_PUBLIC_URL", "none: no URL is a CDN copy"),
 )
 SWEEP: tuple[Opt, ...] = (
     _opt("max_age", "--max-age", "CDN on: delete media older than this (e.g. 7d).", "sweep.max_age", "DURATION",
@@ -138,8 +140,6 @@ SWEEP: tuple[Opt, ...] = (
          "DURATION", default="1d"),
     _switch("cdn_verify", "--cdn-verify/--no-cdn-verify", "HEAD the CDN copy before deleting a published file.",
             "cdn.verify", "DATAGC_CDN_VERIFY", "no-cdn-verify"),
-    _opt("cdn_public_url", "--cdn-public-url", "The CDN's public base URL.", "cdn.public_url", "URL",
-         "DATAGC_CDN_PUBLIC_URL, R2_PUBLIC_URL", "none"),
 )
 PRESSURE: tuple[Opt, ...] = (
     _opt("threshold", "--threshold", "Evict when the disk is fuller than this (0.7 or 70%).", "pressure.threshold",
@@ -203,12 +203,12 @@ class Invocation:
     def wait_seconds(self) -> float | None:
         if self.wait is None:
             return None
-        from datagc.units import parse_duration
+        from datagc.config import parse_duration_setting
 
         try:
-            return parse_duration(self.wait)
+            return parse_duration_setting(self.wait)
         except ValueError as error:
-            raise ConfigError(f"--wait {self.wait!r}: {error}") from None
+            raise ConfigError(f"--wait '{self.wait}': {error}") from None
 
 
 def command(name: str, opts: Sequence[Opt]) -> Callable[[Callable[[Invocation], int]], None]:
@@ -238,11 +238,13 @@ def command(name: str, opts: Sequence[Opt]) -> Callable[[Callable[[Invocation], 
 
 def _guard(func: Callable[[Invocation], int], invocation: Invocation) -> int:
     """The one boundary where errors become a message on stderr and an exit status."""
+    from datagc.text import escape
+
     try:
         return func(invocation)
     except DatagcError as error:
         if not (isinstance(error, LockHeld) and invocation.quiet):  # -q under cron: 75 says it, no mail
-            sys.stderr.write(f"datagc: {error}\n")
+            sys.stderr.write(f"datagc: {escape(str(error))}\n")
         return int(error.exit_code)
     except KeyboardInterrupt:
         sys.stderr.write("datagc: interrupted\n")

@@ -11,16 +11,30 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from datagc.errors import ConfigError
 from datagc.units import format_duration, format_size, parse_duration, parse_host_port, parse_size
 
 Parser = Callable[[Any], Any]
+
+#: the largest whole number or byte count a setting may hold (a signed 64-bit integer)
+MAX_INT = 2**63 - 1
+#: the longest duration a setting may hold: 100 years (longer ones overflow timers)
+MAX_SECONDS = 100 * 365.25 * 86400
+#: a config file larger than this is not a datagc config file
+MAX_CONFIG_BYTES = 1 << 20
+#: what a data directory may never be (SPEC §7 rule 18), also when reached through a symlink or ``..``
+SYSTEM_DIRS: tuple[str, ...] = (
+    "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32", "/opt", "/proc",
+    "/root", "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var",
+)
 
 
 # --- value parsers: each takes a TOML value, an env string or a flag value ---
@@ -40,12 +54,13 @@ def _parse_bool(value: Any) -> bool:
 def _parse_int(value: Any) -> int:
     if isinstance(value, bool):
         raise ValueError("not a whole number")
-    if isinstance(value, int):
-        return value
     try:
-        return int(str(value).strip())
+        number = value if isinstance(value, int) else int(str(value).strip())
     except ValueError:
         raise ValueError("not a whole number") from None
+    if abs(number) > MAX_INT:
+        raise ValueError(f"too large (at most {MAX_INT})")
+    return number
 
 
 def _parse_fraction(value: Any) -> float:
@@ -62,12 +77,19 @@ def _parse_fraction(value: Any) -> float:
     return number
 
 
-def _parse_duration(value: Any) -> float:
+def parse_duration_setting(value: Any) -> float:
+    """A duration setting (``7d``, ``90s``, a bare number of seconds): finite, zero or more, at most 100 years."""
     if isinstance(value, bool):
         raise ValueError("not a duration")
     seconds = float(value) if isinstance(value, (int, float)) else parse_duration(str(value))
+    return _check_seconds(seconds, "duration")
+
+
+def _check_seconds(seconds: float, what: str) -> float:
     if seconds < 0 or math.isnan(seconds) or math.isinf(seconds):
-        raise ValueError("must be a finite duration of zero or more")
+        raise ValueError(f"must be a finite {what} of zero or more")
+    if seconds > MAX_SECONDS:
+        raise ValueError(f"too long (at most {format_duration(MAX_SECONDS)})")
     return seconds
 
 
@@ -77,9 +99,7 @@ def _parse_millis(value: Any) -> float:
         millis = float(str(value).strip())
     except ValueError:
         raise ValueError("not a number of milliseconds") from None
-    if millis < 0 or math.isnan(millis) or math.isinf(millis):
-        raise ValueError("must be a finite number of milliseconds of zero or more")
-    return millis / 1000
+    return _check_seconds(millis / 1000, "number of milliseconds")
 
 
 def _parse_size(value: Any) -> int:
@@ -88,6 +108,8 @@ def _parse_size(value: Any) -> int:
     size = value if isinstance(value, int) else parse_size(str(value))
     if size < 0:
         raise ValueError("must not be negative")
+    if size > MAX_INT:
+        raise ValueError(f"too large (at most {MAX_INT} bytes)")
     return size
 
 
@@ -102,6 +124,25 @@ def _parse_listen(value: Any) -> str:
     text = _parse_string(value).strip()
     if text:
         parse_host_port(text)
+    return text
+
+
+def _parse_base_url(value: Any) -> str:
+    """``cdn.public_url``: empty, or an http(s) URL with a host and nothing that could hide another one."""
+    text = _parse_string(value).strip()
+    if not text:
+        return ""
+    problem = "must be an http(s) URL with a host and no user, query or fragment (e.g. https://cdn.example.com)"
+    if not text.isprintable() or " " in text:
+        raise ValueError(problem)
+    try:
+        split = urlsplit(text)
+        split.port  # noqa: B018 (validates it)
+    except ValueError as error:
+        raise ValueError(f"{problem}: {error}") from None
+    if split.scheme not in ("http", "https") or not split.hostname or "@" in split.netloc or split.query \
+            or split.fragment or "?" in text or "#" in text:
+        raise ValueError(problem)
     return text
 
 
@@ -156,7 +197,8 @@ KEYS: tuple[Key, ...] = (
     Key("cdn.enabled", _parse_bool, None,
         "media are also on the CDN (auto: true when R2_ACCESS_KEY_ID is set)",
         ("DATAGC_CDN_ENABLED",)),
-    Key("cdn.public_url", _parse_string, "", "the CDN's public base URL",
+    Key("cdn.public_url", _parse_base_url, "",
+        "the CDN's base URL: only URLs under it are CDN copies (empty: none are)",
         ("DATAGC_CDN_PUBLIC_URL", "R2_PUBLIC_URL")),
     Key("cdn.verify", _parse_bool, False,
         "HEAD the CDN URL (200, same Content-Length) before deleting a published copy",
@@ -171,27 +213,27 @@ KEYS: tuple[Key, ...] = (
         ("DATAGC_ROTATE_KEEP_BYTES",)),
     Key("sweep.media_dirs", _parse_relative_paths, ("images", "videos", "voice", "bid-images"),
         "media directories", ("DATAGC_SWEEP_MEDIA_DIRS",)),
-    Key("sweep.max_age", _parse_duration, 7 * 86400.0, "CDN on: delete media older than this",
+    Key("sweep.max_age", parse_duration_setting, 7 * 86400.0, "CDN on: delete media older than this",
         ("DATAGC_SWEEP_MAX_AGE", "GC_MEDIA_MAX_AGE_MS"), {"GC_MEDIA_MAX_AGE_MS": _parse_millis}),
-    Key("sweep.published_grace", _parse_duration, 15 * 60.0,
+    Key("sweep.published_grace", parse_duration_setting, 15 * 60.0,
         "CDN on: delete a copy the feed shows by CDN URL once older than this",
         ("DATAGC_SWEEP_PUBLISHED_GRACE",)),
     Key("sweep.temp_patterns", _parse_list, ("*.tmp.*",), "orphan temp files at the top of DATA_DIR"),
-    Key("sweep.temp_max_age", _parse_duration, 86400.0, "delete orphan temp files older than this"),
+    Key("sweep.temp_max_age", parse_duration_setting, 86400.0, "delete orphan temp files older than this"),
     Key("pressure.threshold", _parse_fraction, 0.70, "evict when the disk is fuller than this",
         ("DATAGC_PRESSURE_THRESHOLD", "GC_DISK_PRESSURE_THRESHOLD")),
     Key("pressure.target", _parse_fraction, 0.60, "evict down to this usage",
         ("DATAGC_PRESSURE_TARGET",)),
-    Key("pressure.min_age", _parse_duration, 86400.0, "never evict media younger than this",
+    Key("pressure.min_age", parse_duration_setting, 86400.0, "never evict media younger than this",
         ("DATAGC_PRESSURE_MIN_AGE", "GC_MEDIA_PRESSURE_AGE_MS"),
         {"GC_MEDIA_PRESSURE_AGE_MS": _parse_millis}),
     Key("feed.files", _parse_relative_paths, ("posts.json",), "feed files whose media URLs are kept consistent"),
     Key("feed.url_fields", _parse_list, ("imageUrl", "videoUrl"), "feed fields holding media URLs"),
     Key("protect.patterns", _parse_list, ("*.json", "cache-*", "*.key", "*keypair*"),
         "file names never deleted, wherever they are"),
-    Key("watch.interval", _parse_duration, 3600.0, "time between passes of `watch`",
+    Key("watch.interval", parse_duration_setting, 3600.0, "time between passes of `watch`",
         ("DATAGC_WATCH_INTERVAL", "GC_SWEEP_INTERVAL_MS"), {"GC_SWEEP_INTERVAL_MS": _parse_millis}),
-    Key("watch.initial_delay", _parse_duration, 60.0, "wait before the first pass of `watch`",
+    Key("watch.initial_delay", parse_duration_setting, 60.0, "wait before the first pass of `watch`",
         ("DATAGC_WATCH_INITIAL_DELAY", "GC_INITIAL_DELAY_MS"), {"GC_INITIAL_DELAY_MS": _parse_millis}),
     Key("metrics.textfile", _parse_string, "", "Prometheus textfile-collector output (empty: off)",
         ("DATAGC_METRICS_TEXTFILE",)),
@@ -311,17 +353,62 @@ class FlagValue:
     value: Any
 
 
+def not_a_regular_file(path: str) -> str | None:
+    """Why ``path`` can't be used where a file is expected (it exists and is not a regular file), or None.
+
+    Only ``stat``: a FIFO is never opened, so nothing can hang on it.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except (OSError, ValueError) as error:
+        return f"cannot be examined ({getattr(error, 'strerror', None) or error})"
+    return _irregular(mode)
+
+
+def _irregular(mode: int) -> str | None:
+    if stat.S_ISREG(mode):
+        return None
+    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    kind = next((name for test, name in kinds if test(mode)), "not a regular file")
+    return f"is {kind}; a regular file is expected"
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The config file's content, opened without blocking (a FIFO, a device) and refused unless regular."""
+    if "\0" in str(path):
+        raise ConfigError(f"config file {path!r}: a path must not contain a NUL byte")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except OSError as error:
+        raise ConfigError(f"config file {path} cannot be read: {error.strerror}") from None
+    if problem := _irregular(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ConfigError(f"config file {path} {problem}")
+    with open(fd, "rb") as handle:
+        try:
+            content = handle.read(MAX_CONFIG_BYTES + 1)
+        except OSError as error:
+            raise ConfigError(f"config file {path} cannot be read: {error.strerror}") from None
+    if len(content) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file {path} is larger than {format_size(MAX_CONFIG_BYTES)}: not a config file")
+    return content
+
+
 def _read_file(path: Path) -> dict[str, Any]:
     """Flatten a TOML file into dotted keys; unknown keys are errors (typos matter)."""
     try:
-        with path.open("rb") as handle:
-            document = tomllib.load(handle)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as error:
+        document = tomllib.loads(_read_bytes(path).decode("utf-8"))
+    except UnicodeDecodeError as error:
         raise ConfigError(f"config file {path} cannot be read: {error}") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+    except RecursionError:
+        raise ConfigError(f"config file {path} is nested too deeply to be a config file") from None
     flat: dict[str, Any] = {}
     for name, value in document.items():
         if isinstance(value, dict):
@@ -339,15 +426,31 @@ def _read_file(path: Path) -> dict[str, Any]:
     return flat
 
 
+#: how much of a value a message quotes
+_QUOTED = 80
+
+
 def _describe(value: Any) -> str:
-    return repr(value) if isinstance(value, str) else str(value)
+    """A value as a message quotes it: as given (the output escapes it), cut short if very long."""
+    text = f"'{value}'" if isinstance(value, str) else str(value)
+    return text if len(text) <= _QUOTED else f"{text[:_QUOTED]}… ({len(text)} characters)"
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\0" in value
+    return isinstance(value, (list, tuple)) and any(_has_nul(item) for item in value)
 
 
 def _parse(key: Key, parser: Parser, raw: Any, source: str) -> Any:
     try:
+        if _has_nul(raw):
+            raise ValueError("must not contain a NUL byte")
         return parser(raw)
     except ValueError as error:
         raise ConfigError(f"{key.name} = {_describe(raw)} (from {source}): {error}") from None
+    except OverflowError:
+        raise ConfigError(f"{key.name} = {_describe(raw)} (from {source}): too large") from None
 
 
 def load_config(
@@ -431,8 +534,32 @@ def _validate(values: Mapping[str, Any], sources: Mapping[str, str]) -> None:
         fail("watch.interval", "must be longer than zero")
     if not values["data_dir"]:
         fail("data_dir", "must not be empty")
+    if system := system_dir(values["data_dir"]):
+        fail("data_dir", f"is the system directory {system}, never a service's data directory "
+                         "(give the service's own directory, e.g. /app/.data)")
+    if values["metrics.textfile"] and (problem := not_a_regular_file(values["metrics.textfile"])):
+        fail("metrics.textfile", problem)
     if not values["sweep.media_dirs"]:
         fail("sweep.media_dirs", "must name at least one directory")
+
+
+def system_dir(path: str) -> str | None:
+    """The system directory (``SYSTEM_DIRS``) ``path`` is, through symlinks, ``..`` or a bind mount; or None."""
+    real = os.path.realpath(path)
+    if real in SYSTEM_DIRS:
+        return real
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None  # missing: reported when it is opened
+    for system in SYSTEM_DIRS:
+        try:
+            other = os.stat(system)
+        except OSError:
+            continue
+        if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
+            return system
+    return None
 
 
 def _build(values: Mapping[str, Any], sources: Mapping[str, str]) -> Config:
@@ -451,7 +578,7 @@ def _build(values: Mapping[str, Any], sources: Mapping[str, str]) -> Config:
 
 def display_value(key: Key, value: Any) -> str:
     """A value as it would be written in the config file: ``7d``, ``50MiB``, ``a,b``."""
-    if key.parse is _parse_duration:
+    if key.parse is parse_duration_setting:
         return format_duration(value)
     if key.parse is _parse_size:
         return format_size(value)

@@ -12,12 +12,17 @@ operator pointed ``metrics.textfile``.
 from __future__ import annotations
 
 import contextlib
+import os
+import stat
 from collections import Counter
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 from prometheus_client.parser import text_string_to_metric_families
 
+from datagc.config import not_a_regular_file
 from datagc.model import Delete, Rotate, RunReport, StepReport
+from datagc.text import escape
 
 LAST_SUCCESS = "datagc_last_success_timestamp_seconds"
 #: a step with one of these statuses did its job (``skipped``: nothing to do)
@@ -29,8 +34,15 @@ _PREVIOUS_LIMIT = 1 << 20
 def previous_successes(path: str) -> dict[str, float]:
     """The last-success timestamps per step in the file a previous pass wrote; empty if none is readable."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read(_PREVIOUS_LIMIT)
+        # O_NONBLOCK: a FIFO put there must not hang the pass (it is refused when writing)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return {}
+    try:
+        with open(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return {}
+            text = handle.read(_PREVIOUS_LIMIT).decode("utf-8")
     except (OSError, UnicodeDecodeError):
         return {}
     found: dict[str, float] = {}
@@ -85,8 +97,8 @@ def build_registry(report: RunReport, previous: dict[str, float]) -> CollectorRe
             deleted.labels(step.name, reason).set(count)
         for action in step.actions:
             if isinstance(action, Rotate):
-                log_before.labels(action.path).set(action.bytes_before)
-                log_after.labels(action.path).set(action.bytes_after)
+                log_before.labels(escape(action.path)).set(action.bytes_before)
+                log_after.labels(escape(action.path)).set(action.bytes_after)
         if step.status in SUCCEEDED:
             successes[step.name] = finished
     for name, when in successes.items():
@@ -107,9 +119,21 @@ def build_registry(report: RunReport, previous: dict[str, float]) -> CollectorRe
     return registry
 
 
-def write_metrics(path: str, report: RunReport) -> None:
+def write_metrics(path: str, report: RunReport, on_error: Callable[[str], None]) -> bool:
     """Write the textfile for ``report`` at ``path`` atomically (temp file in the same directory + rename).
 
-    OSError propagates: the caller says the file was not written.
+    Whether it was written; if not, ``on_error`` was told why. Something
+    other than a regular file at ``path`` (a FIFO, a directory) is refused,
+    never opened.
     """
-    write_to_textfile(path, build_registry(report, previous_successes(path)))
+    problem = not_a_regular_file(path)
+    if problem is None:
+        try:
+            write_to_textfile(path, build_registry(report, previous_successes(path)))
+            return True
+        except OSError as error:
+            problem = error.strerror or str(error)
+    else:
+        problem = f"it {problem}"
+    on_error(f"metrics file {path} not written: {problem}")
+    return False

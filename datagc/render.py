@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -18,6 +18,7 @@ import orjson
 from datagc.facts import DiskUsage
 from datagc.model import Action, Delete, FeedNull, FeedRestore, Rotate, RunReport, StepReport
 from datagc.passes.audit import AuditReport, ProgressCallback
+from datagc.text import escape, escape_json
 from datagc.units import human_age, human_size
 from datagc.wording import error_text, text
 
@@ -40,11 +41,6 @@ def percent(fraction: float) -> str:
     return f"{fraction * 100:.1f}%"
 
 
-def printable(path: str) -> str:
-    """A path as text: undecodable bytes of non-UTF-8 names become ``\\xNN`` escapes."""
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
 # --- JSON ---------------------------------------------------------------------
 
 
@@ -63,7 +59,7 @@ def action_json(action: Action) -> dict[str, Any]:
     if isinstance(action, Delete):
         return {
             "kind": action.kind,
-            "path": printable(action.path),
+            "path": action.path,
             "bytes": action.bytes,
             "reason": action.reason,
             "age_seconds": round(action.age, 3),
@@ -72,14 +68,14 @@ def action_json(action: Action) -> dict[str, Any]:
     if isinstance(action, (FeedNull, FeedRestore)):
         return {
             "kind": action.kind,
-            "path": printable(action.path),
+            "path": action.path,
             "field": action.field,
             "url": action.url,
             "post": action.post,
         }
     return {
         "kind": action.kind,
-        "path": printable(action.path),
+        "path": action.path,
         "bytes_before": action.bytes_before,
         "bytes_after": action.bytes_after,
         "lines_kept": action.lines_kept,
@@ -97,7 +93,7 @@ def step_json(step: StepReport) -> dict[str, Any]:
         "reclaimed_bytes": step.reclaimed_bytes,
         "error": step_error(step),
         "actions": [action_json(action) for action in step.actions],
-        "kept": [{"path": printable(kept.path), "why": text(kept.why)} for kept in step.kept],
+        "kept": [{"path": kept.path, "why": text(kept.why)} for kept in step.kept],
         "notes": [text(note) for note in step.notes],
     }
     if step.failures:
@@ -131,18 +127,18 @@ def audit_json(report: AuditReport) -> dict[str, Any]:
         "apparent_bytes": report.apparent_bytes,
         "files": report.files,
         "dirs": report.dirs,
-        "breakdown": [{"path": printable(e.path), "bytes": e.bytes, "files": e.files} for e in report.breakdown],
-        "largest": [{"path": printable(f.path), "bytes": f.bytes} for f in report.largest],
+        "breakdown": [{"path": e.path, "bytes": e.bytes, "files": e.files} for e in report.breakdown],
+        "largest": [{"path": f.path, "bytes": f.bytes} for f in report.largest],
         "disk": disk_json(report.disk),
         "threshold": report.threshold,
         "mount_root": report.mount_root,
         "unaccounted_bytes": report.unaccounted_bytes,
         "deleted_open": [
-            {"pid": d.pid, "command": d.command, "path": printable(d.path), "bytes": d.bytes}
+            {"pid": d.pid, "command": d.command, "path": d.path, "bytes": d.bytes}
             for d in report.deleted_open
         ],
-        "symlinks": [printable(path) for path in report.symlinks],
-        "mounts": [printable(path) for path in report.mounts],
+        "symlinks": [path for path in report.symlinks],
+        "mounts": [path for path in report.mounts],
         "special_files": report.special_files,
         "errors": report.errors,
         "notes": report.notes,
@@ -157,16 +153,16 @@ def action_line(action: Action, dry_run: bool) -> str:
     if isinstance(action, Rotate):
         verb = "rotate" if dry_run else "rotated"
         return (
-            f"[janitor] {would}{verb} {printable(action.path)}: {action.bytes_before} -> {action.bytes_after} bytes "
+            f"[janitor] {would}{verb} {action.path}: {action.bytes_before} -> {action.bytes_after} bytes "
             f"(kept {action.lines_kept} lines)"
         )
     if isinstance(action, FeedNull):
         post = f" of {action.post}" if action.post else ""
         verb = "null" if dry_run else "nulled"
-        return f"[janitor] {would}{verb} {action.field}{post} in {printable(action.path)} ({action.url})"
+        return f"[janitor] {would}{verb} {action.field}{post} in {action.path} ({action.url})"
     if isinstance(action, FeedRestore):
         post = f" of {action.post}" if action.post else ""
-        return (f"[janitor] restored {action.field}{post} in {printable(action.path)} ({action.url}): "
+        return (f"[janitor] restored {action.field}{post} in {action.path} ({action.url}): "
                 "its file was not deleted after all")
     if action.reason == "pressure":
         verb = "evict" if dry_run else "evicted"
@@ -175,7 +171,7 @@ def action_line(action: Action, dry_run: bool) -> str:
         verb = "sweep" if dry_run else "swept"
         facts = [] if action.reason == "age" else [action.reason]
     facts += [f"age {human_age(action.age)}", size(action.bytes)]
-    return f"[janitor] {would}{verb} {printable(action.path)} ({', '.join(facts)})"
+    return f"[janitor] {would}{verb} {action.path} ({', '.join(facts)})"
 
 
 def step_lines(step: StepReport, dry_run: bool, verbose: bool) -> list[str]:
@@ -184,7 +180,7 @@ def step_lines(step: StepReport, dry_run: bool, verbose: bool) -> list[str]:
     lines = [action_line(action, dry_run) for action in step.actions]
     lines += [f"[janitor] {text(note)}" for note in step.notes]
     if verbose:
-        lines += [f"[janitor] kept {printable(kept.path)}: {text(kept.why)}" for kept in step.kept]
+        lines += [f"[janitor] kept {kept.path}: {text(kept.why)}" for kept in step.kept]
     return lines
 
 
@@ -199,8 +195,8 @@ def summary_line(report: RunReport) -> str:
 
 
 def audit_lines(report: AuditReport) -> list[str]:
-    top_dirs = ",".join(f"{printable(e.path)}:{size(e.bytes)}" for e in report.breakdown[:5])
-    largest = ",".join(f"{printable(f.path)}:{size(f.bytes)}" for f in report.largest)
+    top_dirs = ",".join(f"{e.path}:{size(e.bytes)}" for e in report.breakdown[:5])
+    largest = ",".join(f"{f.path}:{size(f.bytes)}" for f in report.largest)
     lines = [
         f"[disk-audit] total={size(report.total_bytes)} files={report.files} "
         f"top_dirs={top_dirs} largest={largest}"
@@ -213,10 +209,10 @@ def audit_lines(report: AuditReport) -> list[str]:
             f"unaccounted={unaccounted} apparent={size(report.apparent_bytes)} dirs={report.dirs}"
         )
     lines += [
-        f"[disk-audit] deleted-open pid={d.pid} command={d.command} bytes={size(d.bytes)} path={printable(d.path)}"
+        f"[disk-audit] deleted-open pid={d.pid} command={d.command} bytes={size(d.bytes)} path={d.path}"
         for d in report.deleted_open
     ]
-    lines += [f"[disk-audit] mount (not walked) {printable(path)}" for path in report.mounts]
+    lines += [f"[disk-audit] mount (not walked) {path}" for path in report.mounts]
     if report.symlinks:
         lines.append(f"[disk-audit] symlinks (not followed) {len(report.symlinks)}")
     lines += [f"[disk-audit] note: {note}" for note in report.notes]
@@ -250,18 +246,27 @@ class Renderer:
 
     def error(self, message: str) -> None:
         """One ``datagc: …`` line on stderr, whatever the mode."""
-        self.err.write(f"datagc: {message}\n")
+        self.err.write(f"datagc: {escape(message)}\n")
         self.err.flush()
+
+    def traceback(self, text: str) -> None:
+        """A traceback (``--verbose``) on stderr, each of its lines escaped."""
+        self.err.writelines(f"datagc: {escape(line)}\n" for line in text.splitlines())
+        self.err.flush()
+
+    def lines(self, lines: Iterable[str]) -> None:
+        """Plain lines on stdout, each escaped: one event is always one line."""
+        self.out.writelines(f"{escape(line)}\n" for line in lines)
+        self.out.flush()
 
     def message(self, text: str) -> None:
         """A sentence for people (not in JSON or quiet mode)."""
         if not self.json and not self.quiet:
-            self.out.write(text + "\n")
-            self.out.flush()
+            self.lines([text])
 
     def write_json(self, document: dict[str, Any]) -> None:
         option = 0 if self.json_lines else orjson.OPT_INDENT_2
-        self.out.write(orjson.dumps(document, option=option).decode() + "\n")
+        self.out.write(orjson.dumps(escape_json(document), option=option).decode() + "\n")
         self.out.flush()
 
     def run_report(self, report: RunReport) -> None:
@@ -277,10 +282,8 @@ class Renderer:
             self._rich_run_report(report)
         else:
             for step in report.steps:
-                for line in step_lines(step, report.dry_run, self.verbose):
-                    self.out.write(line + "\n")
-            self.out.write(summary_line(report) + "\n")
-            self.out.flush()
+                self.lines(step_lines(step, report.dry_run, self.verbose))
+            self.lines([summary_line(report)])
 
     def audit_report(self, report: AuditReport) -> None:
         for error in report.errors:
@@ -292,8 +295,7 @@ class Renderer:
         elif self.rich:
             self._rich_audit(report)
         else:
-            self.out.write("\n".join(audit_lines(report)) + "\n")
-            self.out.flush()
+            self.lines(audit_lines(report))
 
     def config_table(self, rows: Sequence[tuple[str, str, str]]) -> None:
         if self.json:
@@ -306,12 +308,10 @@ class Renderer:
             for column in ("key", "value", "source"):
                 table.add_column(column)
             for key, value, source in rows:
-                table.add_row(key, value, source)
+                table.add_row(*map(_cell, (key, value, source)))
             self._console(self.out).print(table)
             return
-        for key, value, source in rows:
-            self.out.write(f"{key} = {value}  # {source}\n")
-        self.out.flush()
+        self.lines(f"{key} = {value}  # {source}" for key, value, source in rows)
 
     @contextlib.contextmanager
     def walk_progress(self, label: str) -> Iterator[ProgressCallback | None]:
@@ -341,7 +341,7 @@ class Renderer:
             table.add_column("why / what", overflow="fold")
             table.add_column("size", justify="right")
             for action in step.actions[:TABLE_ROWS]:
-                table.add_row(*_rich_row(action, report.dry_run))
+                table.add_row(*map(_cell, _rich_row(action, report.dry_run)))
             if len(step.actions) > TABLE_ROWS:
                 table.add_row("…", f"and {len(step.actions) - TABLE_ROWS} more", "", "")
             if step.actions:
@@ -349,10 +349,10 @@ class Renderer:
             else:
                 console.print(f"[bold]{step.name}[/bold]: {step.status}")
             for note in step.notes:
-                console.print(f"  {text(note)}", markup=False)
+                console.print(escape(f"  {text(note)}"), markup=False)
             if self.verbose:
                 for kept in step.kept:
-                    console.print(f"  kept {printable(kept.path)}: {text(kept.why)}", markup=False)
+                    console.print(escape(f"  kept {kept.path}: {text(kept.why)}"), markup=False)
         console.print(f"[bold]{title}[/bold]")
         console.print(summary_line(report).removeprefix("[janitor] "), markup=False)
 
@@ -360,7 +360,7 @@ class Renderer:
         from rich.table import Table
 
         console = self._console(self.out)
-        console.print(f"[bold]datagc audit[/bold] of {printable(report.data_dir)}")
+        console.print("[bold]datagc audit[/bold] of", _cell(report.data_dir))
         console.print(
             f"{people_size(report.total_bytes)} allocated ({people_size(report.apparent_bytes)} apparent) in "
             f"{report.files:,} files and {report.dirs:,} directories",
@@ -378,37 +378,44 @@ class Renderer:
         breakdown.add_column("size", justify="right")
         breakdown.add_column("files", justify="right")
         for entry in report.breakdown[:TABLE_ROWS]:
-            breakdown.add_row(printable(entry.path), people_size(entry.bytes), f"{entry.files:,}")
+            breakdown.add_row(_cell(entry.path), people_size(entry.bytes), f"{entry.files:,}")
         console.print(breakdown)
         largest = Table(title="largest files", title_justify="left")
         largest.add_column("path")
         largest.add_column("size", justify="right")
         for large in report.largest:
-            largest.add_row(printable(large.path), people_size(large.bytes))
+            largest.add_row(_cell(large.path), people_size(large.bytes))
         console.print(largest)
         if report.unaccounted_bytes is not None:
             console.print(f"space df counts but the walk can't see: {people_size(report.unaccounted_bytes)}")
         for held in report.deleted_open:
             holder = f"held by pid {held.pid} ({held.command})"
-            line = f"  deleted but open: {printable(held.path)} {people_size(held.bytes)} {holder}"
-            console.print(line, markup=False)
+            line = f"  deleted but open: {held.path} {people_size(held.bytes)} {holder}"
+            console.print(escape(line), markup=False)
         for path in report.mounts:
-            console.print(f"  other filesystem (not walked): {printable(path)}", markup=False)
+            console.print(escape(f"  other filesystem (not walked): {path}"), markup=False)
         if report.symlinks:
             console.print(f"  {len(report.symlinks)} symlinks (reported, never followed)")
         for note in report.notes:
-            console.print(f"  note: {note}", markup=False)
+            console.print(escape(f"  note: {note}"), markup=False)
+
+
+def _cell(text: str) -> Any:
+    """A table cell showing ``text`` escaped, never read as rich markup."""
+    from rich.text import Text
+
+    return Text(escape(text))
 
 
 def _rich_row(action: Action, dry_run: bool) -> tuple[str, str, str, str]:
     if isinstance(action, Rotate):
         sizes = f"{people_size(action.bytes_before)} -> {people_size(action.bytes_after)}"
         what = f"{sizes}, kept {action.lines_kept:,} lines"
-        return ("rotate", printable(action.path), what, people_size(action.bytes_before - action.bytes_after))
+        return ("rotate", action.path, what, people_size(action.bytes_before - action.bytes_after))
     if isinstance(action, (FeedNull, FeedRestore)):
         post = f" of {action.post}" if action.post else ""
-        return (action.kind, printable(action.path), f"{action.field}{post}: {action.url}", "")
+        return (action.kind, action.path, f"{action.field}{post}: {action.url}", "")
     detail = f" ({action.detail})" if action.detail else ""
     why = f"{action.reason}{detail}, {human_age(action.age)} old"
-    return ("delete", printable(action.path), why, people_size(action.bytes))
+    return ("delete", action.path, why, people_size(action.bytes))
 

@@ -170,16 +170,13 @@ def run_and_report(command: str, steps: Sequence[str], config: Config, options: 
 
     DatagcError (the lock is held, DATA_DIR is missing) propagates: the caller says it in its own way.
     """
-    on_traceback = renderer.error if options.verbose else None
+    on_traceback = renderer.traceback if options.verbose else None
     report = run_command(command, steps, config, options, on_traceback)
-    renderer.run_report(report)
     code = report.exit_code
-    if config.metrics.textfile and not options.dry_run:
+    if config.metrics.textfile and not options.dry_run:  # first: whatever rendering meets, the metrics are written
         from datagc.metrics import write_metrics
 
-        try:
-            write_metrics(config.metrics.textfile, report)
-        except OSError as error:
-            renderer.error(f"metrics file {config.metrics.textfile} not written: {error.strerror or error}")
+        if not write_metrics(config.metrics.textfile, report, renderer.error):
             code |= Exit.STEP_FAILED
+    renderer.run_report(report)
     return report, code

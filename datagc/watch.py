@@ -91,7 +91,7 @@ def run_pass(config: Config, options: RunOptions, renderer: Renderer) -> RunRepo
         renderer.error(f"watch: pass failed with internal error {type(error).__name__}: {error}; "
                        "the next pass will try again")
         if options.verbose:
-            renderer.error(traceback.format_exc())
+            renderer.traceback(traceback.format_exc())
         return None
     return report
 

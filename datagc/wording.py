@@ -136,6 +136,9 @@ SENTENCES: dict[str, Callable[[Fields], str]] = {
     "feed-unreadable-all-kept": lambda f: f"{f['problem']}; every media file was kept, since it may reference any",
     "cdn-disabled": lambda f: f"CDN disabled (cdn.enabled from {f['source']}): media are never swept, only orphan "
                               "temp files",
+    "no-public-url": lambda f: "cdn.public_url is not set, so no URL counts as a CDN copy: published deletion and "
+                               "the CDN eviction class are off (set cdn.public_url to the CDN's base URL to turn "
+                               "them on)",
     "cdn-unconfirmed-kept": lambda f: f"kept {f['path']} although the feed shows it on the CDN: {f['why']}",
     "nothing-to-sweep": lambda f: f"nothing to sweep among {f['scanned']} file(s)",
     # pressure

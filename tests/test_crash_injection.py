@@ -167,7 +167,7 @@ def test_kill_9_during_feed_rewrite(tmp_path: Path) -> None:
     build_sample(root, time.time())
     original = big_feed(feed_path.read_bytes())
     planned = {ref for ref in local_refs(orjson.loads(original)) if ref[1].startswith("/images/gen/")}
-    flags = ["--data-dir", str(root), "--cdn"]
+    flags = ["--data-dir", str(root), "--cdn", "--cdn-public-url", "https://cdn.example.com"]
 
     def prepare() -> None:
         shutil.rmtree(root)

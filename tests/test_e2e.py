@@ -257,7 +257,8 @@ def full_tmpfs(big_log: Path) -> Iterator[Layout]:
 
 
 def test_run_all_on_a_tmpfs_past_the_threshold(full_tmpfs: Layout) -> None:
-    result = run_datagc("run-all", "--cdn", "--json", "--data-dir", str(full_tmpfs.root))
+    result = run_datagc("run-all", "--cdn", "--cdn-public-url", CDN_PREFIX, "--json",
+                        "--data-dir", str(full_tmpfs.root))
     assert result.stderr == ""
     check_pass(full_tmpfs, result.json(), result.code)
     assert result.code & 4 and result.code & 8
@@ -271,7 +272,7 @@ def read_json_documents(stream: Any, into: list[dict[str, Any]]) -> None:
 
 def test_watch_one_cycle_then_sigterm(full_tmpfs: Layout) -> None:
     process = subprocess.Popen(
-        [DATAGC, "watch", "--cdn", "--json", "--data-dir", str(full_tmpfs.root)],
+        [DATAGC, "watch", "--cdn", "--cdn-public-url", CDN_PREFIX, "--json", "--data-dir", str(full_tmpfs.root)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env({"TEST_MODE": "true"}),
     )
     reports: list[dict[str, Any]] = []
@@ -341,7 +342,7 @@ def test_run_all_on_a_full_ext4_frees_space_then_rotates(big_log: Path) -> None:
         layout.files = snapshot(root)
         layout.ages[FILLER] = FILLER_AGE_DAYS * DAY
 
-        result = run_datagc("run-all", "--cdn", "--json", "--data-dir", str(root))
+        result = run_datagc("run-all", "--cdn", "--cdn-public-url", CDN_PREFIX, "--json", "--data-dir", str(root))
 
         report = result.json()
         rotate = step(report, "rotate")

@@ -57,8 +57,12 @@ def test_a_basename_never_matches_across_media_dirs() -> None:
         ("https://cdn.example.com/images/old/a.png?x=1", "https://cdn.example.com", {"images/old/a.png"}),
         ("https://other.example.com/images/a.png", "https://cdn.example.com", set()),
         ("https://cdn.example.com/bucket/images/a.png", "https://cdn.example.com", set()),
-        ("https://cdn.example.com/bucket/images/a.png", "", {"images/a.png"}),
-        ("https://cdn.example.com/bid-images/a.png", "", {"bid-images/a.png"}),
+        ("https://cdn.example.com/bucket/images/a.png", "https://cdn.example.com/bucket", {"images/a.png"}),
+        ("https://cdn.example.com/bid-images/a.png", "https://cdn.example.com", {"bid-images/a.png"}),
+        ("https://cdn.example.com/images/a.png", "", set()),  # rule 17: no public_url, no CDN copy
+        ("https://cdn.example.com.evil.org/images/a.png", "https://cdn.example.com", set()),
+        ("https://cdn.example.com:8443/images/a.png", "https://cdn.example.com", set()),
+        ("http://cdn.example.com/images/a.png", "https://cdn.example.com", set()),
         ("/images/a.png", "", set()),
         ("/images/a.png", "https://cdn.example.com", set()),
     ],
@@ -163,7 +167,7 @@ def test_nulling_is_exactly_setting_the_fields_to_null(document: list[dict[str, 
 
 def test_index_of_the_sample_feed(tmp_path: Path) -> None:
     root = sample(tmp_path / "data")
-    config = make_config(root)
+    config = make_config(root, cdn__public_url="https://cdn.example.com")
     with safety.DataDir(root) as data_dir:
         index = feed.index_feeds(data_dir, config)
     assert index.complete

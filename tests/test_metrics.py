@@ -51,7 +51,8 @@ def textfile(tmp_path: Path) -> Path:
 
 def run_all(sample: Path, textfile: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, Any]:
     result = run_datagc("run-all", "--data-dir", str(sample), "--max-bytes", "1MiB", "--cdn", "--threshold", "1",
-                        "--metrics-textfile", str(textfile), "--json", *args, env=env)
+                        "--cdn-public-url", "https://cdn.example.com", "--metrics-textfile", str(textfile), "--json",
+                        *args, env=env)
     return result.code, result.json()
 
 

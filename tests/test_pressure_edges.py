@@ -25,6 +25,7 @@ from datagc.safety import DataDir
 from tests.helpers import DATAGC, clean_env
 from tests.mounts import MiB, tmpfs
 from tests.pressure_tree import (
+    CDN_BASE,
     ORDER_CDN_ON,
     SPECS,
     build_tree,
@@ -99,7 +100,8 @@ def test_an_unreadable_media_subdirectory_keeps_its_files_and_fails_the_step() -
         fill_to(root, 0.86, "data/db/store.bin")
 
         process = subprocess.run(
-            [*WITHOUT_DAC_OVERRIDE, DATAGC, "pressure", "--data-dir", str(data), "--cdn", "--json"],
+            [*WITHOUT_DAC_OVERRIDE, DATAGC, "pressure", "--data-dir", str(data), "--cdn",
+             "--cdn-public-url", CDN_BASE, "--json"],
             capture_output=True, text=True, env=clean_env(), check=False,
         )
         if "setpriv" in process.stderr:

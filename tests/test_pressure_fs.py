@@ -23,6 +23,7 @@ from datagc.safety import DataDir
 from tests.helpers import run_datagc
 from tests.mounts import MiB, loop_ext4, tmpfs
 from tests.pressure_tree import (
+    CDN_BASE,
     LINKED,
     ORDER_CDN_OFF,
     ORDER_CDN_ON,
@@ -51,6 +52,7 @@ def run_pass(data: Path, *, cdn: bool, threshold: float = 0.7, target: float = 0
     flags = {
         "data_dir": FlagValue("--data-dir", str(data)),
         "cdn.enabled": FlagValue("--cdn", cdn),
+        "cdn.public_url": FlagValue("--cdn-public-url", CDN_BASE),
         "pressure.threshold": FlagValue("--threshold", threshold),
         "pressure.target": FlagValue("--target", target),
         "pressure.min_age": FlagValue("--min-age", "1d"),
@@ -89,7 +91,7 @@ def test_cdn_on_evicts_published_then_unreferenced_then_referenced_to_the_target
     before = used_fraction(data)
 
     result = run_datagc("pressure", "--data-dir", str(data), "--threshold", "0.7", "--target", "0.6",
-                        "--min-age", "1d", "--cdn", "--json")
+                        "--min-age", "1d", "--cdn", "--cdn-public-url", CDN_BASE, "--json")
 
     assert result.code == Exit.PRESSURE_DELETED, result.stderr
     report = result.json()
@@ -141,7 +143,7 @@ def test_below_the_threshold_nothing_happens(small_tmpfs: Path) -> None:
     fill_to(small_tmpfs, 0.65, "data/db/store.bin")
     files, feed = snapshot(data), (data / "posts.json").read_bytes()
 
-    result = run_datagc("pressure", "--data-dir", str(data), "--cdn", "--json")
+    result = run_datagc("pressure", "--data-dir", str(data), "--cdn", "--cdn-public-url", CDN_BASE, "--json")
 
     assert result.code == 0, result.stderr
     (step,) = result.json()["steps"]
@@ -179,7 +181,7 @@ def test_dry_run_shows_the_victims_and_the_projection_and_changes_nothing(small_
     files, feed = snapshot(data), (data / "posts.json").read_bytes()
     victims = expected_victims(data, ORDER_CDN_ON, 0.6)
 
-    dry = run_datagc("pressure", "--data-dir", str(data), "--cdn", "--dry-run", "--json")
+    dry = run_datagc("pressure", "--data-dir", str(data), "--cdn", "--cdn-public-url", CDN_BASE, "--dry-run", "--json")
 
     assert dry.code == Exit.PRESSURE_DELETED, dry.stderr
     (planned,) = dry.json()["steps"]
@@ -201,7 +203,7 @@ def test_plain_output_is_one_janitor_line_per_eviction_and_a_summary(small_tmpfs
     fill_to(small_tmpfs, 0.86, "data/db/store.bin")
     victims = expected_victims(data, ORDER_CDN_ON, 0.6)
 
-    result = run_datagc("pressure", "--data-dir", str(data), "--cdn")
+    result = run_datagc("pressure", "--data-dir", str(data), "--cdn", "--cdn-public-url", CDN_BASE)
 
     assert result.code == Exit.PRESSURE_DELETED, result.stderr
     lines = result.stdout.splitlines()
@@ -217,7 +219,7 @@ def test_a_feed_that_does_not_parse_keeps_every_media_file(small_tmpfs: Path) ->
     fill_to(small_tmpfs, 0.86, "data/db/store.bin")
     files, feed = snapshot(data), (data / "posts.json").read_bytes()
 
-    result = run_datagc("pressure", "--data-dir", str(data), "--cdn", "--json")
+    result = run_datagc("pressure", "--data-dir", str(data), "--cdn", "--cdn-public-url", CDN_BASE, "--json")
 
     assert result.code == Exit.STEP_FAILED | Exit.STILL_ABOVE_THRESHOLD
     assert "posts.json" in result.stderr and "every media file was kept" in result.stderr

@@ -89,7 +89,7 @@ def test_cdn_enabled_sweeps_old_media_and_the_orphan_temp(data: Path) -> None:
 
 
 def test_published_copies_go_after_the_grace_even_when_young(data: Path) -> None:
-    step = run_sweep(data, cdn__enabled=True, sweep__max_age="30d")
+    step = run_sweep(data, cdn__enabled=True, sweep__max_age="30d", cdn__public_url="https://cdn.example.com")
     assert swept(step) == {
         "images/1763900000000-a1.png": "published",
         "images/1763400000000-f6.png": "published",

@@ -69,25 +69,25 @@ def server() -> Iterator[str]:
 
 def test_verify_answers(server: str) -> None:
     FakeCdn.sizes = {"/images/ok-a.png": 10, "/images/wrong-a.png": 10}
-    assert cdn.verify(f"{server}/images/ok-a.png", 10, 2).ok
-    wrong = cdn.verify(f"{server}/images/wrong-a.png", 10, 2)
+    assert cdn.verify(f"{server}/images/ok-a.png", 10, 2, server).ok
+    wrong = cdn.verify(f"{server}/images/wrong-a.png", 10, 2, server)
     assert not wrong.ok and "has 11 bytes" in wrong.why and wrong.answered
-    missing = cdn.verify(f"{server}/images/missing.png", 10, 2)
+    missing = cdn.verify(f"{server}/images/missing.png", 10, 2, server)
     assert not missing.ok and "404" in missing.why
-    assert not cdn.verify(f"{server}/images/nolength-a.png", 10, 2).ok
-    slow = cdn.verify(f"{server}/images/slow-a.png", 0, 0.2)
+    assert not cdn.verify(f"{server}/images/nolength-a.png", 10, 2, server).ok
+    slow = cdn.verify(f"{server}/images/slow-a.png", 0, 0.2, server)
     assert not slow.ok and not slow.answered and "did not answer" in slow.why
 
 
 def test_verify_with_nothing_listening() -> None:
-    verdict = cdn.verify("http://127.0.0.1:9/images/a.png", 10, 1)  # the discard port: refused
+    verdict = cdn.verify("http://127.0.0.1:9/images/a.png", 10, 1, "http://127.0.0.1:9")  # discard port: refused
     assert not verdict.ok and not verdict.answered
 
 
 def test_a_dead_cdn_costs_a_few_timeouts_not_one_per_file(server: str) -> None:
     requests = {f"images/slow-{i}.png": (f"{server}/images/slow-{i}.png", 0) for i in range(30)}
     started = time.monotonic()
-    verdicts = cdn.verify_all(requests, timeout=0.2)
+    verdicts = cdn.verify_all(requests, server, timeout=0.2)
     assert not any(verdict.ok for verdict in verdicts.values()) and len(verdicts) == 30
     assert len(FakeCdn.requests) < cdn.VERIFY_GIVE_UP_AFTER + cdn.VERIFY_WORKERS
     assert time.monotonic() - started < 2
@@ -126,7 +126,7 @@ def test_dry_run_verifies_too(server: str, tmp_path: Path) -> None:
     root = tmp_path / "data"
     write_file(root / "images" / "gone-a.png", 10, 1)
     (root / "posts.json").write_text(node_json([{"id": "p", "imageUrl": f"{server}/images/gone-a.png"}]))
-    config = make_config(root, cdn__enabled=True, cdn__verify=True)
+    config = make_config(root, cdn__enabled=True, cdn__verify=True, cdn__public_url=server)
     with context(root, config, dry_run=True, now=NOW) as ctx, patch.object(cdn, "VERIFY_TIMEOUT", 1):
         step = run("sweep", ctx)
     assert step.actions == [] and [k.path for k in step.kept] == ["images/gone-a.png"]

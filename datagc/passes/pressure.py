@@ -94,6 +94,8 @@ def prepare(ctx: PassContext) -> PressurePass:
     plan = _plan(ctx, before, index)
     plan.details.update(details)
     plan.actions[:0] = leftovers.plan(found, ctx.now)
+    if config.cdn.enabled and not config.cdn.public_url:
+        plan.notes.append(note("no-public-url"))
     _report_walk_errors(plan, config.sweep.media_dirs)
     _report_unwalked_media_dirs(plan, data_dir, config.sweep.media_dirs)
     return plan
@@ -104,7 +106,7 @@ def _plan(ctx: PassContext, before: DiskUsage, index: feed.FeedIndex) -> Pressur
     plan = _observe_and_plan(ctx, before, index.published, index)
     if not ctx.config.cdn.verify or not (requests := _to_verify(plan, index)):
         return plan
-    verdicts = cdn.verify_all(requests, cdn.VERIFY_TIMEOUT)
+    verdicts = cdn.verify_all(requests, ctx.config.cdn.public_url, cdn.VERIFY_TIMEOUT)
     confirmed = {path: index.published[path] for path, verdict in verdicts.items() if verdict.ok}
     if len(confirmed) < len(verdicts):
         unconfirmed = [note("cdn-local-only", path=path, why=verdict.why)

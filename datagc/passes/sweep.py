@@ -211,6 +211,8 @@ def prepare(ctx: PassContext) -> SweepPlan:
         files: Iterable[FileStat] = chain(temps, media_files(data_dir, config.sweep.media_dirs, walk_error))
         failures.extend(Failure(note("feed-unreadable-all-kept", problem=str(problem)), problem.errno)
                         for problem in index.problems)
+        if not config.cdn.public_url:
+            notes.append(note("no-public-url"))
     else:
         index = FeedIndex()  # no media is touched, so the feed needs no reading
         files = temps
@@ -218,7 +220,7 @@ def prepare(ctx: PassContext) -> SweepPlan:
     plan = plan_sweep(files, index, config, ctx.now)
     plan.actions[:0] = leftovers.plan(leftover, ctx.now)
     if plan.to_verify:
-        verdicts = cdn.verify_all(plan.to_verify, cdn.VERIFY_TIMEOUT)
+        verdicts = cdn.verify_all(plan.to_verify, config.cdn.public_url, cdn.VERIFY_TIMEOUT)
         plan = drop_unverified(plan, verdicts)
         notes.extend(note("cdn-unconfirmed-kept", path=path, why=verdict.why)
                      for path, verdict in verdicts.items() if not verdict.ok)
