@@ -148,6 +148,16 @@ PRESSURE: tuple[Opt, ...] = (
          "0.6"),
     _opt("min_age", "--min-age", "Never evict media younger than this.", "pressure.min_age", "DURATION",
          "DATAGC_PRESSURE_MIN_AGE, GC_MEDIA_PRESSURE_AGE_MS", "1d"),
+    _opt("budget", "--budget", "The data dir's own capacity; threshold/target apply to it too.", "pressure.budget",
+         "SIZE", "DATAGC_PRESSURE_BUDGET", "off"),
+    _opt("min_free", "--min-free", "Also evict when less than this is free.", "pressure.min_free", "SIZE",
+         "DATAGC_PRESSURE_MIN_FREE", "off"),
+    _opt("min_free_target", "--min-free-target", "Evict until this is free.", "pressure.min_free_target", "SIZE",
+         "DATAGC_PRESSURE_MIN_FREE_TARGET", "1.5 x min-free"),
+    _opt("inode_threshold", "--inode-threshold", "Also evict when this fraction of inodes is used.",
+         "pressure.inode_threshold", "FRACTION", "DATAGC_PRESSURE_INODE_THRESHOLD", "0.95"),
+    _opt("inode_target", "--inode-target", "Evict down to this inode usage.", "pressure.inode_target", "FRACTION",
+         "DATAGC_PRESSURE_INODE_TARGET", "0.9"),
 )
 AUDIT: tuple[Opt, ...] = (_opt("top", "--top", "How many of the largest files to list.", "audit.top", "N",
                                "DATAGC_AUDIT_TOP", "10"),)
@@ -158,6 +168,8 @@ WATCH: tuple[Opt, ...] = (
          "DATAGC_WATCH_INITIAL_DELAY, GC_INITIAL_DELAY_MS", "1m; 2s with TEST_MODE"),
     _opt("metrics_listen", "--metrics-listen", "Serve Prometheus /metrics over HTTP at this address.",
          "metrics.listen", "HOST:PORT", "DATAGC_METRICS_LISTEN", "off"),
+    _opt("check_interval", "--check-interval", "How often to check the pressure limits between passes.",
+         "watch.check_interval", "DURATION", "DATAGC_WATCH_CHECK_INTERVAL", "10s; 1s with TEST_MODE"),
 )
 RUN_ALL = ROTATE + CDN + SWEEP + PRESSURE
 
@@ -259,7 +271,7 @@ def _run(invocation: Invocation, command_name: str, steps: Sequence[str]) -> int
     return run_and_report(command_name, steps, config, options, invocation.renderer())[1]
 
 
-@command("audit", READ + AUDIT + PRESSURE[:1])
+@command("audit", READ + AUDIT + tuple(opt for opt in PRESSURE if opt.key != "pressure.min_age"))  # the limits
 def audit_command(invocation: Invocation) -> int:
     """Read-only: sizes, the largest files, disk usage, and space held by deleted-but-open files.
 
@@ -345,9 +357,10 @@ def config_command(invocation: Invocation) -> int:
     Example: datagc config --config /etc/datagc.toml --json
     """
     from datagc.config import effective_values
+    from datagc.wording import explain_limits
 
     config = invocation.config()
-    invocation.renderer().config_table(effective_values(config))
+    invocation.renderer().config_table(effective_values(config), explain_limits(config.pressure))
     return 0
 
 

@@ -113,6 +113,16 @@ def _parse_size(value: Any) -> int:
     return size
 
 
+def _parse_optional_size(value: Any) -> int | None:
+    """A size that may be switched off: ``off`` or an empty string (in a file or on a flag) is off."""
+    if isinstance(value, str) and value.strip().lower() in ("", "off"):
+        return None
+    size = _parse_size(value)
+    if size < 1:
+        raise ValueError("must be at least 1 byte (or off)")
+    return size
+
+
 def _parse_string(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError("not a string")
@@ -227,6 +237,17 @@ KEYS: tuple[Key, ...] = (
     Key("pressure.min_age", parse_duration_setting, 86400.0, "never evict media younger than this",
         ("DATAGC_PRESSURE_MIN_AGE", "GC_MEDIA_PRESSURE_AGE_MS"),
         {"GC_MEDIA_PRESSURE_AGE_MS": _parse_millis}),
+    Key("pressure.budget", _parse_optional_size, None,
+        "the data directory's own capacity (emptyDir sizeLimit, quota): its allocated bytes are also held "
+        "against threshold/target as fractions of this", ("DATAGC_PRESSURE_BUDGET",)),
+    Key("pressure.min_free", _parse_optional_size, None, "also evict when the filesystem has less than this free",
+        ("DATAGC_PRESSURE_MIN_FREE",)),
+    Key("pressure.min_free_target", _parse_optional_size, None, "evict until at least this is free",
+        ("DATAGC_PRESSURE_MIN_FREE_TARGET",)),
+    Key("pressure.inode_threshold", _parse_fraction, 0.95,
+        "also evict when this fraction of the filesystem's inodes is used", ("DATAGC_PRESSURE_INODE_THRESHOLD",)),
+    Key("pressure.inode_target", _parse_fraction, 0.90, "evict until inode use is at or below this",
+        ("DATAGC_PRESSURE_INODE_TARGET",)),
     Key("feed.files", _parse_relative_paths, ("posts.json",), "feed files whose media URLs are kept consistent"),
     Key("feed.url_fields", _parse_list, ("imageUrl", "videoUrl"), "feed fields holding media URLs"),
     Key("protect.patterns", _parse_list, ("*.json", "cache-*", "*.key", "*keypair*"),
@@ -235,6 +256,8 @@ KEYS: tuple[Key, ...] = (
         ("DATAGC_WATCH_INTERVAL", "GC_SWEEP_INTERVAL_MS"), {"GC_SWEEP_INTERVAL_MS": _parse_millis}),
     Key("watch.initial_delay", parse_duration_setting, 60.0, "wait before the first pass of `watch`",
         ("DATAGC_WATCH_INITIAL_DELAY", "GC_INITIAL_DELAY_MS"), {"GC_INITIAL_DELAY_MS": _parse_millis}),
+    Key("watch.check_interval", parse_duration_setting, 10.0,
+        "how often `watch` checks the pressure limits between passes", ("DATAGC_WATCH_CHECK_INTERVAL",)),
     Key("metrics.textfile", _parse_string, "", "Prometheus textfile-collector output (empty: off)",
         ("DATAGC_METRICS_TEXTFILE",)),
     Key("metrics.listen", _parse_listen, "", "HOST:PORT where watch serves /metrics over HTTP (empty: off)",
@@ -242,7 +265,10 @@ KEYS: tuple[Key, ...] = (
     Key("audit.top", _parse_int, 10, "how many of the largest files audit lists", ("DATAGC_AUDIT_TOP",)),
 )
 KEYS_BY_NAME: dict[str, Key] = {key.name: key for key in KEYS}
-TEST_MODE_DEFAULTS: dict[str, float] = {"watch.interval": 5.0, "watch.initial_delay": 2.0}
+TEST_MODE_DEFAULTS: dict[str, float] = {"watch.interval": 5.0, "watch.initial_delay": 2.0,
+                                        "watch.check_interval": 1.0}
+#: how ``pressure.min_free_target`` follows ``pressure.min_free`` when it is not set
+MIN_FREE_TARGET_FACTOR = 1.5
 
 
 # --- the resolved configuration ---
@@ -277,6 +303,11 @@ class PressureConfig:
     threshold: float
     target: float
     min_age: float
+    budget: int | None = None
+    min_free: int | None = None
+    min_free_target: int | None = None
+    inode_threshold: float = 0.95
+    inode_target: float = 0.90
 
 
 @dataclass(frozen=True)
@@ -294,6 +325,7 @@ class ProtectConfig:
 class WatchConfig:
     interval: float
     initial_delay: float
+    check_interval: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -499,6 +531,13 @@ def load_config(
     if sources["pressure.target"] == "default" and values["pressure.target"] > values["pressure.threshold"]:
         values["pressure.target"] = round(max(values["pressure.threshold"] - 0.10, values["pressure.threshold"] / 2), 6)
         sources["pressure.target"] = "default (pressure.threshold - 0.10, as the threshold is below 0.60)"
+    if sources["pressure.inode_target"] == "default" and values["pressure.inode_target"] > values[
+            "pressure.inode_threshold"]:
+        values["pressure.inode_target"] = round(values["pressure.inode_threshold"] * 0.9, 6)
+        sources["pressure.inode_target"] = "default (0.9 x pressure.inode_threshold, as the threshold is below 0.90)"
+    if values["pressure.min_free_target"] is None and values["pressure.min_free"] is not None:
+        values["pressure.min_free_target"] = math.ceil(values["pressure.min_free"] * MIN_FREE_TARGET_FACTOR)
+        sources["pressure.min_free_target"] = "default (1.5 x pressure.min_free)"
     if values["rotate.keep_bytes"] is None:
         values["rotate.keep_bytes"] = values["rotate.max_bytes"] // 2
         sources["rotate.keep_bytes"] = "default (half of rotate.max_bytes)"
@@ -530,8 +569,18 @@ def _validate(values: Mapping[str, Any], sources: Mapping[str, str]) -> None:
              " or the rotated log would stay over the trigger")
     if values["pressure.target"] > values["pressure.threshold"]:
         fail("pressure.target", f"must not exceed pressure.threshold ({values['pressure.threshold']})")
-    if values["watch.interval"] <= 0:
-        fail("watch.interval", "must be longer than zero")
+    if values["pressure.inode_target"] > values["pressure.inode_threshold"]:
+        fail("pressure.inode_target",
+             f"must not exceed pressure.inode_threshold ({values['pressure.inode_threshold']})")
+    if values["pressure.min_free_target"] is not None:
+        if values["pressure.min_free"] is None:
+            fail("pressure.min_free_target", "has no effect without pressure.min_free")
+        elif values["pressure.min_free_target"] < values["pressure.min_free"]:
+            fail("pressure.min_free_target",
+                 f"must be at least pressure.min_free ({format_size(values['pressure.min_free'])})")
+    for name in ("watch.interval", "watch.check_interval"):
+        if values[name] <= 0:
+            fail(name, "must be longer than zero")
     if not values["data_dir"]:
         fail("data_dir", "must not be empty")
     if system := system_dir(values["data_dir"]):
@@ -580,8 +629,8 @@ def display_value(key: Key, value: Any) -> str:
     """A value as it would be written in the config file: ``7d``, ``50MiB``, ``a,b``."""
     if key.parse is parse_duration_setting:
         return format_duration(value)
-    if key.parse is _parse_size:
-        return format_size(value)
+    if key.parse in (_parse_size, _parse_optional_size):
+        return "off" if value is None else format_size(value)
     if isinstance(value, tuple):
         return ",".join(value)
     if isinstance(value, bool):

@@ -1,8 +1,10 @@
-"""Pressure's ranking and planning, pure: which media files to evict, in which order, to reach the target.
+"""Pressure's ranking and planning, pure: which media files to evict, in which order, to bring every
+crossed limit back to its target.
 
-Usage is df's Use% (``facts.DiskUsage``). Deleting a file of ``b`` allocated
-bytes moves ``b`` from used to available, so the bytes to free are known
-before the walk: ``used - target * (used + available)``. The planner streams
+What to free, in bytes and inodes, is known before the walk (``limits.need``):
+each evicted single-link file gives back its allocated bytes and one inode. A
+file some process holds open frees nothing until it is closed: it is kept and
+the next one in order taken. The planner streams
 the observed files once and keeps only the ones it needs (a bounded heap over
 the eviction order, SPEC §7 rule 7), so memory grows with the victims, not
 with the tree.
@@ -11,14 +13,14 @@ with the tree.
 from __future__ import annotations
 
 import heapq
-import math
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
 
 from datagc.config import PressureConfig
-from datagc.facts import DiskUsage, FileStat
+from datagc.facts import FileStat
+from datagc.limits import Need
 from datagc.model import Delete, FeedNull, Kept, Plan, note
+from datagc.openfiles import Holder, OpenFiles
 
 #: Eviction classes, in eviction order (SPEC §7.7).
 PUBLISHED, UNREFERENCED, REFERENCED = 0, 1, 2
@@ -42,9 +44,10 @@ class Tally:
 
 @dataclass
 class PressurePlan(Plan):
-    """What to delete to reach the target, and what was spared and why."""
+    """What to delete to bring every crossed limit to its target, and what was spared and why."""
 
     needed_bytes: int = 0
+    needed_inodes: int = 0
     #: eligible files (old enough, unprotected, single link, some allocation) per class
     eligible: list[Tally] = field(default_factory=lambda: [Tally() for _ in CLASS_NAMES])
     #: chosen victims per class
@@ -52,33 +55,21 @@ class PressurePlan(Plan):
     too_young: Tally = field(default_factory=Tally)
     protected: Tally = field(default_factory=Tally)
     hard_linked: Tally = field(default_factory=Tally)
+    #: eligible files that a process holds open (deleting them frees nothing until closed), with the holder
+    held_open: list[tuple[FileStat, Holder]] = field(default_factory=list)
 
     @property
     def planned_bytes(self) -> int:
         return sum(total.bytes for total in self.chosen)
 
     @property
+    def planned_files(self) -> int:
+        return sum(total.files for total in self.chosen)
+
+    @property
     def exhausted(self) -> bool:
         """Every eligible file is a victim and that is still not enough."""
-        return self.planned_bytes < self.needed_bytes
-
-
-def is_under_pressure(usage: DiskUsage, threshold: float) -> bool:
-    return usage.used_fraction > threshold
-
-
-def bytes_to_free(usage: DiskUsage, target: float) -> int:
-    """Allocated bytes whose deletion brings df's Use% to ``target`` or below."""
-    capacity = usage.used_bytes + usage.free_bytes
-    exact_target = Fraction(repr(target))  # the decimal the operator wrote: 0.6 is 3/5, not the float below it
-    return max(0, math.ceil(usage.used_bytes - exact_target * capacity))
-
-
-def after_freeing(usage: DiskUsage, freed: int) -> DiskUsage:
-    """The usage df would show once ``freed`` allocated bytes came back."""
-    used = max(0, usage.used_bytes - freed)
-    free = usage.free_bytes + (usage.used_bytes - used)
-    return DiskUsage(usage.total_bytes, used, free, used / (used + free) if used + free else 0.0)
+        return self.planned_bytes < self.needed_bytes or self.planned_files < self.needed_inodes
 
 
 class _Later:
@@ -99,7 +90,7 @@ _HeapEntry = tuple[int, _Later, int, FileStat]
 
 def plan_pressure(
     files: Iterable[FileStat],
-    usage: DiskUsage,
+    need: Need,
     settings: PressureConfig,
     *,
     spared: Callable[[str], bool],
@@ -107,21 +98,27 @@ def plan_pressure(
     local_refs: Mapping[str, Sequence[FeedNull]],
     cdn_enabled: bool,
     now: float,
+    open_files: OpenFiles | None = None,
 ) -> PressurePlan:
-    """Choose the fewest victims, first in eviction order, whose allocated bytes reach the target.
+    """Choose the fewest victims, first in eviction order, that free ``need``: its bytes (the victims'
+    allocated bytes) and its inodes (one per victim).
 
     ``spared(path)`` says a file may never be evicted (``veto.Veto.spares``:
     protected, or under state.dir); ``published`` holds the media paths the
     feed shows by CDN URL, ``local_refs`` the feed fields naming each path by
-    local URL. Pure: no disk, ``now`` given.
+    local URL, ``open_files`` the files some process holds open (kept).
+    Pure: no disk, ``now`` given.
     """
-    plan = PressurePlan(needed_bytes=bytes_to_free(usage, settings.target))
-    need = plan.needed_bytes
+    plan = PressurePlan(needed_bytes=need.bytes, needed_inodes=need.inodes)
+    need_bytes, need_files = need.bytes, need.inodes
+    # an empty file frees no byte, but it frees an inode: a candidate only when inodes are needed
+    worth = 0 if need_files else 1
+    held = open_files.holders if open_files is not None else {}
     cutoff_ns = int((now - settings.min_age) * 1e9)
     eligible_files = [0, 0, 0]
     eligible_bytes = [0, 0, 0]
     heap: list[_HeapEntry] = []
-    chosen_bytes = 0
+    chosen_bytes = chosen_files = 0
     for file in files:
         path = file.path
         if spared(path):
@@ -131,7 +128,12 @@ def plan_pressure(
         elif file.nlink > 1:
             plan.hard_linked.add(file.allocated)
             plan.kept.append(Kept(path, note("hard-linked", others=file.nlink - 1)))
-        elif file.allocated:  # a file without allocated blocks frees nothing: not worth a placeholder
+        elif file.allocated < worth:
+            continue  # a file without allocated blocks frees no byte: not worth a placeholder
+        elif held and (holder := held.get((file.dev, file.ino))) is not None:
+            plan.held_open.append((file, holder))
+            plan.kept.append(Kept(path, note("held-open", pid=holder.pid, command=holder.command)))
+        else:
             if path in local_refs:
                 rank = REFERENCED
             elif cdn_enabled and path in published:
@@ -141,12 +143,14 @@ def plan_pressure(
             eligible_files[rank] += 1
             eligible_bytes[rank] += file.allocated
             key = (rank << 64) + file.mtime_ns  # eviction order: class, then oldest first
-            if need == 0 or (chosen_bytes >= need and key > -heap[0][0]):
+            if not need or (chosen_bytes >= need_bytes and chosen_files >= need_files and key > -heap[0][0]):
                 continue  # enough is chosen already, all of it before this file
             heapq.heappush(heap, (-key, _Later(path), rank, file))
             chosen_bytes += file.allocated
-            while chosen_bytes - heap[0][3].allocated >= need:
+            chosen_files += 1
+            while chosen_bytes - heap[0][3].allocated >= need_bytes and chosen_files > need_files:
                 chosen_bytes -= heapq.heappop(heap)[3].allocated
+                chosen_files -= 1
     plan.eligible = [Tally(files, size) for files, size in zip(eligible_files, eligible_bytes, strict=True)]
     heap.sort()  # the last victim first: pop() yields them in eviction order, each entry freed as it goes
     while heap:

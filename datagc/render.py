@@ -16,11 +16,12 @@ from typing import Any, TextIO
 import orjson
 
 from datagc.facts import DiskUsage
+from datagc.limits import limit_json
 from datagc.model import Action, Delete, FeedNull, FeedRestore, Rotate, RunReport, StepReport
 from datagc.passes.audit import AuditReport, ProgressCallback
 from datagc.text import escape, escape_json
 from datagc.units import human_age, human_size
-from datagc.wording import error_text, text
+from datagc.wording import error_text, limits_with_thresholds, text
 
 JSON_VERSION = 1
 #: rows of actions shown in a rich table before "… and N more"
@@ -131,6 +132,7 @@ def audit_json(report: AuditReport) -> dict[str, Any]:
         "largest": [{"path": f.path, "bytes": f.bytes} for f in report.largest],
         "disk": disk_json(report.disk),
         "threshold": report.threshold,
+        "limits": [limit_json(limit) for limit in report.limits],
         "mount_root": report.mount_root,
         "unaccounted_bytes": report.unaccounted_bytes,
         "deleted_open": [
@@ -208,6 +210,9 @@ def audit_lines(report: AuditReport) -> list[str]:
             f"free={size(report.disk.free_bytes)} threshold={percent(report.threshold)} "
             f"unaccounted={unaccounted} apparent={size(report.apparent_bytes)} dirs={report.dirs}"
         )
+    if report.limits:
+        lines.append("[disk-audit] limits " + "; ".join(
+            limits_with_thresholds([limit]) + (" CROSSED" if limit.crossed else "") for limit in report.limits))
     lines += [
         f"[disk-audit] deleted-open pid={d.pid} command={d.command} bytes={size(d.bytes)} path={d.path}"
         for d in report.deleted_open
@@ -297,7 +302,8 @@ class Renderer:
         else:
             self.lines(audit_lines(report))
 
-    def config_table(self, rows: Sequence[tuple[str, str, str]]) -> None:
+    def config_table(self, rows: Sequence[tuple[str, str, str]], explained: Sequence[str] = ()) -> None:
+        """The effective configuration; ``explained``: lines that say what some keys mean together."""
         if self.json:
             self.write_json({key: {"value": value, "source": source} for key, value, source in rows})
             return
@@ -309,9 +315,13 @@ class Renderer:
                 table.add_column(column)
             for key, value, source in rows:
                 table.add_row(*map(_cell, (key, value, source)))
-            self._console(self.out).print(table)
+            console = self._console(self.out)
+            console.print(table)
+            for line in explained:
+                console.print(line, markup=False)
             return
         self.lines(f"{key} = {value}  # {source}" for key, value, source in rows)
+        self.lines(f"# {line}" for line in explained)
 
     @contextlib.contextmanager
     def walk_progress(self, label: str) -> Iterator[ProgressCallback | None]:
@@ -373,6 +383,9 @@ class Renderer:
                 f"disk: {percent(disk.used_fraction)} used of {people_size(disk.total_bytes)}, "
                 f"{people_size(disk.free_bytes)} free — {state} the pressure threshold {percent(report.threshold)}"
             )
+        for limit in report.limits:
+            state = "[red]crossed[/red]" if limit.crossed else "ok"
+            console.print(f"pressure limit {limit.name}: {limits_with_thresholds([limit])} — {state}")
         breakdown = Table(title="by top-level entry", title_justify="left")
         breakdown.add_column("entry")
         breakdown.add_column("size", justify="right")

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from datagc.config import PressureConfig
+from datagc.limits import Limit
 from datagc.model import Failure, Note
 from datagc.units import format_size, human_age, human_size
 
@@ -36,15 +38,74 @@ _NOT_ENTERED = {
 }
 
 
+# --- the pressure limits (datagc.limits) ----------------------------------------
+
+
+def limit_value(limit: Limit) -> str:
+    """Where a limit stands: ``73.1% used``, ``budget 91.0% (9.1GB of 10GB)``, ``2.0MB free``, ``inodes 3.1% used``."""
+    if limit.name == "disk":
+        return f"{percent(limit.value)} used"
+    if limit.name == "budget":
+        return f"budget {percent(limit.value)} ({human_size(limit.amount or 0)} of {human_size(limit.capacity or 0)})"
+    if limit.name == "min_free":
+        return f"{human_size(int(limit.value))} free"
+    return f"inodes {percent(limit.value)} used"
+
+
+def _bound(limit: Limit, bound: float) -> str:
+    return human_size(int(bound)) if limit.name == "min_free" else percent(bound, exact=True)
+
+
+def limit_crossed(limit: Limit) -> str:
+    """A crossed limit: ``73.1% used > 70%``, ``1.9MB free < min_free 2.1MB``."""
+    if limit.name == "min_free":
+        return f"{limit_value(limit)} < min_free {_bound(limit, limit.threshold)}"
+    return f"{limit_value(limit)} > {_bound(limit, limit.threshold)}"
+
+
+def _limit_target(limit: Limit) -> str:
+    """``the target 60%``, ``the budget target 60%``, ``min_free_target 3.1MB``, ``the inode target 90%``."""
+    if limit.name == "min_free":
+        return f"min_free_target {_bound(limit, limit.target)}"
+    label = {"disk": "the target", "budget": "the budget target", "inodes": "the inode target"}[limit.name]
+    return f"{label} {_bound(limit, limit.target)}"
+
+
+def limits_with_thresholds(limits: Sequence[Limit]) -> str:
+    """Every limit with its threshold: ``12.0% used, threshold 70%; inodes 3.1% used, threshold 95%``."""
+    return "; ".join(f"{limit_value(limit)}, {'min_free' if limit.name == 'min_free' else 'threshold'} "
+                     f"{_bound(limit, limit.threshold)}" for limit in limits)
+
+
+def explain_limits(settings: PressureConfig) -> list[str]:
+    """The limits in words, with their effective values, for ``datagc config``."""
+    budget = ("off (pressure.budget is not set)" if settings.budget is None else
+              f"DATA_DIR's own allocated bytes above {percent(settings.threshold, exact=True)} of "
+              f"{format_size(settings.budget)} -> evict until {percent(settings.target, exact=True)} of it")
+    min_free = ("off (pressure.min_free is not set)" if settings.min_free is None else
+                f"less than {format_size(settings.min_free)} free on the filesystem -> evict until "
+                f"{format_size(settings.min_free_target or settings.min_free)} is free")
+    return [
+        "pressure acts when any limit is crossed and evicts media until every crossed limit is back at its target:",
+        f"  disk: the filesystem more than {percent(settings.threshold, exact=True)} used (df's Use%) -> "
+        f"evict until {percent(settings.target, exact=True)}",
+        f"  budget: {budget}",
+        f"  min_free: {min_free}",
+        f"  inodes: more than {percent(settings.inode_threshold, exact=True)} of the filesystem's inodes used -> "
+        f"evict until {percent(settings.inode_target, exact=True)} (each evicted file frees one)",
+    ]
+
+
 def _headline(f: Fields) -> str:
-    text = f"pressure: {percent(f['used'])} used > {percent(f['threshold'], exact=True)}"
+    text = "pressure: " + "; ".join(limit_crossed(limit) for limit in f["crossed"])
     files = f.get("files", 0)
     evicted = f"{files} files ({human_size(f['bytes'])})" if files else "nothing"
     if "after" not in f:
         return f"{text}; deleted {evicted}"
+    standing = ", ".join(limit_value(limit) for limit in f["after"])
     if f.get("dry_run"):
-        return f"{text}; would delete {evicted}; projected {percent(f['after'])}"
-    return f"{text}; deleted {evicted}; now {percent(f['after'])}"
+        return f"{text}; would delete {evicted}; projected {standing}"
+    return f"{text}; deleted {evicted}; now {standing}"
 
 
 def _still_above(f: Fields) -> str:
@@ -58,9 +119,13 @@ def _still_above(f: Fields) -> str:
     files, size = f["hard_linked"]
     if files:
         spared.append(f"{files} hard-linked ({human_size(size)})")
+    files, size = f["held_open"]
+    if files:
+        spared.append(f"{files} held open by a process ({human_size(size)})")
     why = "after deleting every media file it may" if f["exhausted"] else "after this pass"
+    still = "; ".join(limit_crossed(limit) for limit in f["crossed"])
     parts = [
-        f"pressure: still {percent(f['used'])} used > {percent(f['threshold'], exact=True)} {why}",
+        f"pressure: still {still} {why}",
         "the rest is held by " + ", ".join(f"{name} {human_size(size)}" for name, size in f["holders"]),
         f"{f['data_dir']} holds {human_size(f['held'])} of the {human_size(f['used_bytes'])} used "
         f"({percent(f['share'])})",
@@ -145,8 +210,7 @@ SENTENCES: dict[str, Callable[[Fields], str]] = {
     "hard-linked": lambda f: f"has {f['others']} other hard link(s): deleting it frees nothing",
     "pressure-statfs-failed": lambda f: f"cannot measure the disk holding {f['data_dir']} (statfs: {f['error']}); "
                                         "pressure was skipped for this run and nothing was deleted",
-    "pressure-below": lambda f: f"pressure: {percent(f['used'])} used, threshold "
-                                f"{percent(f['threshold'], exact=True)}; nothing to do",
+    "pressure-below": lambda f: f"pressure: {limits_with_thresholds(f['limits'])}; nothing to do",
     "pressure-feed-unreadable": lambda f: f"{f['problems']}: any media file may be referenced by it, so every "
                                           "media file was kept and the disk is still above the threshold; repair "
                                           "the feed or free space by hand",
@@ -161,12 +225,21 @@ SENTENCES: dict[str, Callable[[Fields], str]] = {
     "pressure-still-above": _still_above,
     "pressure-statfs-after-failed": lambda f: f"cannot measure the disk again after the deletions "
                                               f"(statfs: {f['error']})",
-    "pressure-above-target-exhausted": lambda f: f"pressure: below the threshold but above the target "
-                                                 f"{percent(f['target'], exact=True)}: no other media file may be "
-                                                 "evicted",
-    "pressure-above-target": lambda f: f"pressure: still above the target {percent(f['target'], exact=True)}: "
-                                       "some planned files were kept, or deleted files are still held open by a "
+    "pressure-above-target-exhausted": lambda f: "pressure: below every threshold but short of "
+                                                 + ", ".join(_limit_target(limit) for limit in f["short"])
+                                                 + ": no other media file may be evicted",
+    "pressure-above-target": lambda f: "pressure: short of " + ", ".join(_limit_target(limit) for limit in f["short"])
+                                       + ": some planned files were kept, or deleted files are still held open by a "
                                        "process (datagc audit lists those)",
+    "held-open": lambda f: f"held open by pid {f['pid']} ({f['command']}): deleting it would free nothing until it "
+                           "is closed",
+    "held-open-kept": lambda f: f"kept {f['path']}" + (f" and {f['more']} more" if f["more"] else "")
+                                + f": held open by pid {f['pid']} ({f['command']}) (deleting a file held open "
+                                "frees nothing until it is closed)",
+    "open-files-unknown": lambda f: "/proc is unreadable: files held open by a process could not be recognised "
+                                    "and kept",
+    "open-files-unreadable": lambda f: f"{f['count']} processes' open files could not be read: a file one of them "
+                                       "holds open may be evicted (run as root to see them)",
 }
 
 

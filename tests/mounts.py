@@ -60,11 +60,15 @@ def _mount_point(prefix: str) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def tmpfs(size_bytes: int) -> Iterator[Path]:
-    """A tmpfs of ``size_bytes`` (a hard limit, also for root): writes past it fail with ENOSPC."""
+def tmpfs(size_bytes: int, nr_inodes: int | None = None) -> Iterator[Path]:
+    """A tmpfs of ``size_bytes`` (a hard limit, also for root): writes past it fail with ENOSPC.
+
+    ``nr_inodes`` caps its inodes (the root directory takes one): creating a file past it fails with ENOSPC.
+    """
+    options = f"size={size_bytes},mode=0755" + (f",nr_inodes={nr_inodes}" if nr_inodes is not None else "")
     with _mount_point("datagc-tmpfs-") as point:
-        _mount_or_skip(["mount", "-t", "tmpfs", "-o", f"size={size_bytes},mode=0755", "tmpfs", str(point)],
-                       f"a {size_bytes}-byte tmpfs")
+        _mount_or_skip(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)],
+                       f"a {size_bytes}-byte tmpfs" + (f" of {nr_inodes} inodes" if nr_inodes else ""))
         try:
             yield point
         finally:

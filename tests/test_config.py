@@ -169,3 +169,43 @@ def test_effective_values_cover_every_key_in_written_form() -> None:
     assert shown["sweep.max_age"] == "7d"
     assert shown["pressure.min_age"] == "1d"
     assert shown["sweep.media_dirs"] == "images,videos,voice,bid-images"
+
+
+def test_pressure_limits_defaults_and_derived_values(tmp_path: Path) -> None:
+    config = load_config(env={})
+    settings = config.pressure
+    assert (settings.budget, settings.min_free, settings.min_free_target) == (None, None, None)
+    assert (settings.inode_threshold, settings.inode_target) == (0.95, 0.90)
+    assert config.watch.check_interval == 10
+    assert load_config(env={"TEST_MODE": "true"}).watch.check_interval == 1
+    path = write_toml(tmp_path, '[pressure]\nbudget = "10GiB"\nmin_free = "2GiB"\ninode_threshold = "80%"\n')
+    config = load_config(env={}, config_path=path)
+    assert (config.pressure.budget, config.pressure.min_free) == (10 * 1024**3, 2 * 1024**3)
+    assert config.pressure.min_free_target == 3 * 1024**3
+    assert config.sources["pressure.min_free_target"] == "default (1.5 x pressure.min_free)"
+    assert config.pressure.inode_target == pytest.approx(0.72), "below a low inode threshold, as target follows"
+    shown = {key: value for key, value, _ in effective_values(config)}
+    assert (shown["pressure.budget"], shown["pressure.min_free_target"]) == ("10GiB", "3GiB")
+    assert shown["pressure.min_free"] == "2GiB"
+    assert {key: value for key, value, _ in effective_values(load_config(env={}))}["pressure.budget"] == "off"
+    assert load_config(env={}, config_path=write_toml(tmp_path, '[pressure]\nbudget = "off"\n')).pressure.budget is None
+
+
+@pytest.mark.parametrize(
+    ("env", "names"),
+    [
+        ({"DATAGC_PRESSURE_BUDGET": "0"}, ["pressure.budget", "at least 1 byte"]),
+        ({"DATAGC_PRESSURE_BUDGET": "lots"}, ["pressure.budget", "'lots'"]),
+        ({"DATAGC_PRESSURE_MIN_FREE_TARGET": "1GiB"}, ["pressure.min_free_target", "without pressure.min_free"]),
+        ({"DATAGC_PRESSURE_MIN_FREE": "2GiB", "DATAGC_PRESSURE_MIN_FREE_TARGET": "1GiB"},
+         ["pressure.min_free_target", "at least pressure.min_free (2GiB)"]),
+        ({"DATAGC_PRESSURE_INODE_TARGET": "0.99"}, ["pressure.inode_target", "pressure.inode_threshold"]),
+        ({"DATAGC_PRESSURE_INODE_THRESHOLD": "0"}, ["pressure.inode_threshold", "above 0"]),
+        ({"DATAGC_WATCH_CHECK_INTERVAL": "0"}, ["watch.check_interval", "longer than zero"]),
+    ],
+)
+def test_bad_pressure_limits(env: dict[str, str], names: list[str]) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(env=env)
+    for name in names:
+        assert name in str(caught.value)

@@ -7,15 +7,13 @@ import zlib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from datagc import limits
 from datagc.config import PressureConfig
-from datagc.eviction import (
-    after_freeing,
-    bytes_to_free,
-    is_under_pressure,
-    plan_pressure,
-)
-from datagc.facts import DiskUsage, FileIdentity, FileStat
+from datagc.eviction import plan_pressure
+from datagc.facts import FileIdentity, FileStat
+from datagc.limits import Figures, FsFigures, Need
 from datagc.model import Delete, FeedNull
+from datagc.openfiles import Holder, OpenFiles
 from datagc.veto import Protect
 from tests.steps import why
 
@@ -26,8 +24,14 @@ SETTINGS = PressureConfig(threshold=0.70, target=0.60, min_age=DAY)
 PROTECT = ("*.json", "cache-*", "*.key", "*keypair*")
 
 
-def usage(used: int, capacity: int = 100 * MB) -> DiskUsage:
-    return DiskUsage(capacity, used, capacity - used, used / capacity)
+def usage(used: int, capacity: int = 100 * MB) -> Figures:
+    return Figures(FsFigures(used, capacity - used, capacity, 0, 0))
+
+
+def bytes_to_free(figures: Figures, target: float) -> int:
+    """What the disk limit asks to reach ``target`` (whether or not it is crossed)."""
+    (disk,) = limits.evaluate(figures, PressureConfig(threshold=max(target, 0.7), target=target, min_age=DAY))
+    return disk.needed_bytes
 
 
 def media(path: str, age_days: float, size: int = MB, nlink: int = 1, ino: int = 0) -> FileStat:
@@ -39,16 +43,18 @@ def null(path: str, field: str = "imageUrl", post: str = "p1") -> FeedNull:
     return FeedNull("posts.json", field, "/" + path, post)
 
 
-def plan(files, used, *, published=(), local_refs=None, cdn=True, settings=SETTINGS, protect=PROTECT):
+def plan(files, used, *, published=(), local_refs=None, cdn=True, settings=SETTINGS, protect=PROTECT,
+         inodes=0, open_files=None):
     return plan_pressure(
         files,
-        usage(used),
+        Need(bytes_to_free(usage(used), settings.target), inodes),
         settings,
         spared=Protect(protect),
         published=frozenset(published),
         local_refs=local_refs or {},
         cdn_enabled=cdn,
         now=NOW,
+        open_files=open_files,
     )
 
 
@@ -57,14 +63,37 @@ def deleted(result) -> list[str]:
 
 
 def test_usage_arithmetic():
-    assert is_under_pressure(usage(71 * MB), 0.70)
-    assert not is_under_pressure(usage(70 * MB), 0.70)  # at the threshold is not above it
+    assert limits.evaluate(usage(71 * MB), SETTINGS)[0].crossed
+    assert not limits.evaluate(usage(70 * MB), SETTINGS)[0].crossed  # at the threshold is not above it
     assert bytes_to_free(usage(73 * MB), 0.60) == 13 * MB
     assert bytes_to_free(usage(50 * MB), 0.60) == 0
-    assert after_freeing(usage(73 * MB), 13 * MB) == usage(60 * MB)
+    assert limits.after_freeing(usage(73 * MB), 13 * MB, 1) == usage(60 * MB)
     # root-reserved blocks: capacity is used + available, not the total
-    reserved = DiskUsage(total_bytes=110 * MB, used_bytes=80 * MB, free_bytes=20 * MB, used_fraction=0.8)
+    reserved = Figures(FsFigures(total_bytes=110 * MB, used_bytes=80 * MB, free_bytes=20 * MB, inodes_used=0,
+                                 inodes_total=0))
     assert bytes_to_free(reserved, 0.60) == 20 * MB
+
+
+def test_inodes_needed_take_as_many_files_whatever_their_size_and_empty_files_count():
+    files = [media("images/a.png", 9, size=0), media("images/b.png", 8), media("images/c.png", 7)]
+    assert deleted(plan(files, 50 * MB, inodes=2)) == ["images/a.png", "images/b.png"]
+    assert deleted(plan(files, 50 * MB)) == [], "nothing needed, nothing planned"
+    assert deleted(plan(files, 61 * MB + 1)) == ["images/b.png", "images/c.png"], "bytes alone: empty files skipped"
+
+
+def test_bytes_and_inodes_both_needed_take_the_longer_prefix():
+    files = [media(f"images/{i}.png", 10 - i, size=MB) for i in range(6)]
+    assert len(deleted(plan(files, 62 * MB, inodes=4))) == 4  # 2 MB would do, 4 inodes are asked
+    assert len(deleted(plan(files, 65 * MB, inodes=1))) == 5  # 1 inode would do, 5 MB are asked
+
+
+def test_a_file_held_open_is_kept_with_its_holder_and_the_next_one_is_taken():
+    files = [media("images/a.png", 9, ino=5), media("images/b.png", 8), media("images/c.png", 7)]
+    held = OpenFiles({(1, 5): Holder(4242, "ffmpeg")})
+    result = plan(files, 61 * MB + 1, open_files=held)
+    assert deleted(result) == ["images/b.png", "images/c.png"]
+    assert [(file.path, holder) for file, holder in result.held_open] == [("images/a.png", Holder(4242, "ffmpeg"))]
+    assert any(kept.path == "images/a.png" and "pid 4242 (ffmpeg)" in why(kept) for kept in result.kept)
 
 
 def test_eviction_order_is_class_then_oldest_first_and_stops_at_target():
@@ -191,25 +220,25 @@ file_lists = st.lists(
 
 
 @settings(max_examples=200, deadline=None)
-@given(file_lists, st.integers(0, 100), st.randoms(use_true_random=False))
-def test_plan_is_the_shortest_prefix_of_the_eviction_order(specs, used_percent, rnd):
+@given(file_lists, st.integers(0, 100), st.integers(0, 12), st.randoms(use_true_random=False))
+def test_plan_is_the_shortest_prefix_of_the_eviction_order(specs, used_percent, inodes, rnd):
     files = [media(f"images/{i:03}.png", age, size) for i, (_, age, size) in enumerate(specs)]
     published = {f.path for f, (cls, _, _) in zip(files, specs, strict=True) if cls == 0}
     refs = {f.path: [null(f.path)] for f, (cls, _, _) in zip(files, specs, strict=True) if cls == 2}
     disk = usage(used_percent * MB)
     shuffled = files[:]
     rnd.shuffle(shuffled)
-    result = plan_pressure(shuffled, disk, SETTINGS, spared=Protect(PROTECT), published=published, local_refs=refs,
+    need = Need(bytes_to_free(disk, SETTINGS.target), inodes)
+    result = plan_pressure(shuffled, need, SETTINGS, spared=Protect(PROTECT), published=published, local_refs=refs,
                            cdn_enabled=True, now=NOW)
 
     eligible = sorted(
         ((cls, f.mtime_ns, f.path, f.allocated) for f, (cls, age, _) in zip(files, specs, strict=True)
-         if age >= 1.0 and f.allocated > 0),
+         if age >= 1.0 and (f.allocated > 0 or inodes)),
     )
-    need = bytes_to_free(disk, SETTINGS.target)
     expected, total = [], 0
     for _, _, path, size in eligible:
-        if total >= need:
+        if total >= need.bytes and len(expected) >= need.inodes:
             break
         expected.append(path)
         total += size
@@ -217,9 +246,9 @@ def test_plan_is_the_shortest_prefix_of_the_eviction_order(specs, used_percent, 
     assert result.planned_bytes == total
     # a second pass over what is left, on the disk as it then is, plans nothing
     if not result.exhausted:
-        after = after_freeing(disk, result.planned_bytes)
+        after = limits.after_freeing(disk, result.planned_bytes, len(expected))
         left = [f for f in files if f.path not in set(expected)]
-        again = plan_pressure(left, after, SETTINGS, spared=Protect(PROTECT), published=published, local_refs=refs,
-                              cdn_enabled=True, now=NOW)
+        again = plan_pressure(left, Need(bytes_to_free(after, SETTINGS.target)), SETTINGS, spared=Protect(PROTECT),
+                              published=published, local_refs=refs, cdn_enabled=True, now=NOW)
         assert again.actions == []
-        assert after.used_fraction <= SETTINGS.target + 1e-12
+        assert after.fs.usage.used_fraction <= SETTINGS.target + 1e-12

@@ -26,8 +26,10 @@ def flags() -> dict[str, str]:
 
 def row(key: Key, flag: str | None) -> str:
     env = ", ".join(f"`{name}`" + (" (ms)" if name in key.env_parsers else "") for name in key.env)
+    derived = {"cdn.enabled": "auto", "rotate.keep_bytes": "half of `rotate.max_bytes`",
+               "pressure.min_free_target": "1.5 × `pressure.min_free`"}
     if key.default is None:
-        default = "auto" if key.name == "cdn.enabled" else "half of `rotate.max_bytes`"
+        default = derived.get(key.name, "empty (off)")
     else:
         shown = display_value(key, key.default)
         default = f"`{shown}`" if shown else "empty"

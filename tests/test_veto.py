@@ -20,8 +20,9 @@ from hypothesis import strategies as st
 from datagc import executor, leftovers
 from datagc.eviction import plan_pressure
 from datagc.exitcodes import Exit
-from datagc.facts import DiskUsage, FileIdentity, FileStat
+from datagc.facts import FileIdentity, FileStat
 from datagc.feed import FeedIndex
+from datagc.limits import Need
 from datagc.model import Action, Delete, FeedNull, Rotate, StepReport
 from datagc.passes import rotate
 from datagc.passes.sweep import plan_sweep
@@ -213,7 +214,7 @@ def test_no_plan_of_any_pass_holds_a_target_the_veto_refuses(
     index = FeedIndex(local_refs={path: [FeedNull("posts.json", "imageUrl", f"/{path}")] for path in refs})
     sweep = plan_sweep(observed, index, config, NOW).actions
     media = [file for file in observed if "/" in file.path]
-    pressure = plan_pressure(media, DiskUsage(100, 99, 1, 0.99), config.pressure, spared=veto.spares,
+    pressure = plan_pressure(media, Need(10**12, 10**6), config.pressure, spared=veto.spares,
                              published=frozenset(), local_refs=index.local_refs, cdn_enabled=True, now=NOW).actions
     logs = [rotate.LogFacts(path, "regular", 10**9, None) for path in config.rotate.logs]
     rotations = rotate.plan(logs, config.rotate).actions

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 
 from datagc.config import Config
 from datagc.exitcodes import Exit
-from datagc.safety import DIRECTORY, FILE, MOUNT, SYMLINK, DataDir, DiskUsage, disk_usage, walk
+from datagc.limits import Figures, Limit, crossed, evaluate, measure_fs
+from datagc.openfiles import command
+from datagc.safety import DIRECTORY, FILE, MOUNT, SYMLINK, DataDir, DiskUsage, walk
 
 ProgressCallback = Callable[[int, int], None]
 PROGRESS_EVERY = 5000
@@ -67,11 +69,12 @@ class AuditReport:
     deleted_open: list[OpenDeleted] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: every pressure limit (disk, budget, min_free, inodes) and where it stands
+    limits: list[Limit] = field(default_factory=list)
 
     @property
     def flags(self) -> Exit:
-        above = self.disk is not None and self.disk.used_fraction > self.threshold
-        flags = Exit.STILL_ABOVE_THRESHOLD if above else Exit.OK
+        flags = Exit.STILL_ABOVE_THRESHOLD if crossed(self.limits) else Exit.OK
         if self.errors:
             flags |= Exit.STEP_FAILED
         return flags
@@ -82,9 +85,13 @@ def audit(config: Config, data_dir: DataDir, on_progress: ProgressCallback | Non
     report = AuditReport(data_dir=str(data_dir.path), threshold=config.pressure.threshold)
     _walk_tree(data_dir, config.audit.top, report, on_progress)
     try:
-        report.disk = disk_usage(data_dir.fd)
+        fs = measure_fs(data_dir.fd)
     except OSError as error:
         report.errors.append(f"statfs failed: {error.strerror}")
+    else:
+        report.disk = fs.usage
+        held = report.total_bytes if config.pressure.budget is not None else None
+        report.limits = evaluate(Figures(fs, held), config.pressure)
     report.mount_root = _is_mount_root(data_dir)
     if report.disk is not None:
         report.unaccounted_bytes = max(0, report.disk.used_bytes - report.total_bytes)
@@ -187,15 +194,7 @@ def _deleted_open_files(data_dir: DataDir, notes: list[str]) -> list[OpenDeleted
                 continue
             if st.st_dev != data_dir.dev or st.st_nlink != 0 or st.st_blocks == 0 or st.st_ino in found:
                 continue
-            found[st.st_ino] = OpenDeleted(pid, _command(pid), target.removesuffix(" (deleted)"), st.st_blocks * 512)
+            found[st.st_ino] = OpenDeleted(pid, command(pid), target.removesuffix(" (deleted)"), st.st_blocks * 512)
     if unreadable:
         notes.append(f"{unreadable} processes' open files could not be read (run as root to see them)")
     return sorted(found.values(), key=lambda item: -item.bytes)
-
-
-def _command(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as handle:
-            return handle.read().strip()
-    except OSError:
-        return "?"

@@ -1,10 +1,12 @@
-"""``datagc pressure``: when the disk holding DATA_DIR is fuller than ``pressure.threshold``,
-evict media down to ``pressure.target`` (SPEC §7.7).
+"""``datagc pressure``: when a pressure limit is crossed (the disk fraction, the data dir's budget,
+the free floor, inodes: :mod:`datagc.limits`), evict media until every crossed limit is back at
+its target (SPEC §2, §7.7).
 
-``prepare`` measures the disk and, above the threshold, reads the feed, walks
-the tree (:mod:`datagc.census`) into the pure planner (:mod:`datagc.eviction`)
-and, with ``cdn.verify``, asks the CDN about the published victims; the
-executor evicts; ``conclude`` measures again and explains the outcome.
+``prepare`` measures the limits and, when one is crossed, reads the feed, finds
+the files processes hold open (:mod:`datagc.openfiles`), walks the tree
+(:mod:`datagc.census`) into the pure planner (:mod:`datagc.eviction`) and, with
+``cdn.verify``, asks the CDN about the published victims; the executor evicts;
+``conclude`` measures again and explains the outcome.
 
 Where the spec is silent:
 
@@ -17,7 +19,9 @@ Where the spec is silent:
 - If a feed file doesn't parse, nothing is known about any media file (which
   are published, which are referenced), so every media file is kept, the
   step is an error and the disk stays above the threshold.
-- A file with other hard links frees nothing: never a victim, listed as kept.
+- A file with other hard links frees nothing: never a victim, listed as kept. Nor
+  does a file some process holds open (found in /proc once per pass, by device
+  and inode): kept, reported with the holder, and the next file in order taken.
 - With ``cdn.verify``, a copy ranks as published only once the CDN answered
   for it (200, same size). The published victims are checked; if some fail,
   the plan is made again with only the confirmed copies ranked first (the
@@ -37,7 +41,7 @@ import os
 from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from datagc import cdn, feed, leftovers
+from datagc import cdn, feed, leftovers, limits, openfiles
 from datagc.cdn import is_media_path
 from datagc.census import Holdings, walk_media
 from datagc.eviction import (
@@ -47,13 +51,13 @@ from datagc.eviction import (
     VERIFIED,
     PressurePlan,
     Tally,
-    after_freeing,
-    is_under_pressure,
     plan_pressure,
 )
 from datagc.facts import DiskUsage
+from datagc.limits import Figures, Limit, Need
 from datagc.model import Action, Delete, Failure, Note, PassContext, PassSpec, StepReport, note
-from datagc.safety import DataDir, disk_usage
+from datagc.openfiles import OpenFiles
+from datagc.safety import DataDir
 from datagc.veto import Veto
 
 #: entries of DATA_DIR named when the disk stays above the threshold
@@ -62,48 +66,56 @@ TOP_HOLDERS = 5
 
 @dataclass
 class PressurePass(PressurePlan):
-    """The eviction plan with what the pass observed: the disk before, the census of the walk."""
+    """The eviction plan with what the pass observed: the limits before, the census of the walk."""
 
-    before: DiskUsage | None = None
+    before: Figures | None = None
+    #: every limit as the pass found it
+    standing: list[Limit] = field(default_factory=list)
     census: Holdings = field(default_factory=Holdings)
     #: the feed could not be read: nothing may be evicted, the disk stays above the threshold
     blind: bool = False
 
 
 def prepare(ctx: PassContext) -> PressurePass:
-    """Measure; above the threshold read the feed, walk and plan (verify and plan again with ``cdn.verify``)."""
+    """Measure the limits; when one is crossed read the feed, walk and plan (verify and plan again with
+    ``cdn.verify``)."""
     config, data_dir, settings = ctx.config, ctx.data_dir, ctx.config.pressure
     details: dict[str, object] = {"threshold": settings.threshold, "target": settings.target,
                                   "min_age_seconds": settings.min_age, "cdn_enabled": config.cdn.enabled}
     try:
-        before = disk_usage(data_dir.fd)
+        before = limits.measure(data_dir, settings)
     except OSError as error:
         why = note("pressure-statfs-failed", data_dir=str(data_dir.path), error=error.strerror)
         return PressurePass(details=details, failures=[Failure(why, error.errno)])
-    details["used_fraction_before"] = before.used_fraction
-    if not is_under_pressure(before, settings.threshold):
-        below = note("pressure-below", used=before.used_fraction, threshold=settings.threshold)
-        return PressurePass(details=details, notes=[below], skipped=True, before=before)
+    standing = limits.evaluate(before, settings)
+    details["used_fraction_before"] = before.fs.usage.used_fraction
+    details["limits"] = [limits.limit_json(limit, limit) for limit in standing]
+    if not limits.crossed(standing):
+        below = note("pressure-below", limits=standing)
+        return PressurePass(details=details, notes=[below], skipped=True, before=before, standing=standing)
     index = feed.index_feeds(data_dir, config)
     if not index.complete:
         problems = "; ".join(str(problem) for problem in index.problems)
         why = note("pressure-feed-unreadable", problems=problems)
         return PressurePass(details=details, failures=[Failure(why, index.problems[0].errno)], before=before,
-                            blind=True)
+                            standing=standing, blind=True)
     found = leftovers.observe(data_dir, config.feed.files)
-    plan = _plan(ctx, before, index)
+    open_files = openfiles.scan(data_dir.dev)
+    plan = _plan(ctx, limits.need(standing), open_files, index)
+    plan.before, plan.standing = before, standing
     plan.details.update(details)
     plan.actions[:0] = leftovers.plan(found, ctx.now)
     if config.cdn.enabled and not config.cdn.public_url:
         plan.notes.append(note("no-public-url"))
     _report_walk_errors(plan, config.sweep.media_dirs)
     _report_unwalked_media_dirs(plan, data_dir, config.sweep.media_dirs)
+    _report_held_open(plan, open_files)
     return plan
 
 
-def _plan(ctx: PassContext, before: DiskUsage, index: feed.FeedIndex) -> PressurePass:
+def _plan(ctx: PassContext, need: Need, open_files: OpenFiles, index: feed.FeedIndex) -> PressurePass:
     """Observe and plan; with ``cdn.verify``, plan again if some published victims are not on the CDN."""
-    plan = _observe_and_plan(ctx, before, index.published, index)
+    plan = _observe_and_plan(ctx, need, open_files, index.published, index)
     if not ctx.config.cdn.verify or not (requests := _to_verify(plan, index)):
         return plan
     verdicts = cdn.verify_all(requests, ctx.config.cdn.public_url, cdn.VERIFY_TIMEOUT)
@@ -111,29 +123,30 @@ def _plan(ctx: PassContext, before: DiskUsage, index: feed.FeedIndex) -> Pressur
     if len(confirmed) < len(verdicts):
         unconfirmed = [note("cdn-local-only", path=path, why=verdict.why)
                        for path, verdict in verdicts.items() if not verdict.ok]
-        plan = _observe_and_plan(ctx, before, confirmed, index)
+        plan = _observe_and_plan(ctx, need, open_files, confirmed, index)
         plan.notes.extend(unconfirmed)
     plan.actions = [_verified(action, confirmed) for action in plan.actions]
     return plan
 
 
 def _observe_and_plan(
-    ctx: PassContext, before: DiskUsage, published: Container[str], index: feed.FeedIndex
+    ctx: PassContext, need: Need, open_files: OpenFiles, published: Container[str], index: feed.FeedIndex
 ) -> PressurePass:
     config = ctx.config
     census = Holdings()
     plan = plan_pressure(
         walk_media(ctx.data_dir, config.sweep.media_dirs, census),
-        before,
+        need,
         config.pressure,
         spared=Veto(config).spares,
         published=published,
         local_refs=index.local_refs,
         cdn_enabled=config.cdn.enabled,
         now=ctx.now,
+        open_files=open_files,
     )
     values = {f.name: getattr(plan, f.name) for f in dataclasses.fields(PressurePlan)}
-    return PressurePass(**values, before=before, census=census)
+    return PressurePass(**values, census=census)
 
 
 def _to_verify(plan: PressurePlan, index: feed.FeedIndex) -> dict[str, tuple[str, int]]:
@@ -180,6 +193,22 @@ def _report_unwalked_media_dirs(plan: PressurePass, data_dir: DataDir, media_dir
                 plan.notes.append(note("media-dir-not-evicted", path=media_dir))
 
 
+def _report_held_open(plan: PressurePass, open_files: OpenFiles) -> None:
+    """Name the files kept because a process holds them open, and say when /proc could not tell."""
+    plan.details["held_open"] = [
+        {"path": file.path, "bytes": file.allocated, "pid": holder.pid, "command": holder.command}
+        for file, holder in plan.held_open
+    ]
+    if plan.held_open:
+        file, holder = plan.held_open[0]
+        plan.notes.append(note("held-open-kept", path=file.path, more=len(plan.held_open) - 1,
+                               pid=holder.pid, command=holder.command))
+    if open_files.unavailable:
+        plan.notes.append(note("open-files-unknown"))
+    elif open_files.unreadable:
+        plan.notes.append(note("open-files-unreadable", count=open_files.unreadable))
+
+
 # --- conclude -------------------------------------------------------------------
 
 
@@ -189,7 +218,7 @@ def conclude(ctx: PassContext, plan: PressurePass, step: StepReport) -> None:
     before = plan.before
     if before is None or plan.skipped:
         return
-    headline: dict[str, object] = {"used": before.used_fraction, "threshold": settings.threshold}
+    headline: dict[str, object] = {"crossed": limits.crossed(plan.standing)}
     if plan.blind:
         step.still_above = True
         step.notes.insert(0, note("pressure-headline", **headline, outcome="nothing"))
@@ -198,26 +227,32 @@ def conclude(ctx: PassContext, plan: PressurePass, step: StepReport) -> None:
     freed = sum(action.bytes for action in deleted)
     headline.update(files=len(deleted), bytes=freed, dry_run=ctx.dry_run)
     if ctx.dry_run:
-        after = after_freeing(before, freed)
-        step.details["used_fraction_projected"] = after.used_fraction
+        after_figures = limits.after_freeing(before, freed, len(deleted))
+        step.details["used_fraction_projected"] = after_figures.fs.usage.used_fraction
     else:
         try:
-            after = disk_usage(ctx.data_dir.fd)
+            fs = limits.measure_fs(ctx.data_dir.fd)
         except OSError as error:
             step.notes.insert(0, note("pressure-headline", **headline, outcome="deleted"))
             step.fail(note("pressure-statfs-after-failed", error=error.strerror), error.errno)
             return
-        step.details["used_fraction_after"] = after.used_fraction
-    step.notes.insert(0, note("pressure-headline", **headline, outcome="deleted", after=after.used_fraction))
+        # DATA_DIR's bytes as the planning walk counted them, less what went: no second walk
+        held = None if before.data_dir_bytes is None else max(0, plan.census.total_bytes - freed)
+        after_figures = Figures(fs, held)
+        step.details["used_fraction_after"] = fs.usage.used_fraction
+    after = limits.evaluate(after_figures, settings)
+    step.details["limits"] = [limits.limit_json(limit, was) for limit, was in zip(after, plan.standing, strict=True)]
+    step.notes.insert(0, note("pressure-headline", **headline, outcome="deleted", after=after))
     _describe_plan(step, plan, deleted, freed)
-    if is_under_pressure(after, settings.threshold):
+    if limits.crossed(after):
         step.still_above = True
-        step.notes.append(_still_above(step, ctx, after, plan, deleted))
-    elif after.used_fraction > settings.target:
+        step.notes.append(_still_above(step, ctx, after_figures.fs.usage, after, plan, deleted))
+    elif short := [limit for limit, was in zip(after, plan.standing, strict=True)
+                   if was.crossed and not limit.at_target]:
         if plan.exhausted:
-            step.notes.append(note("pressure-above-target-exhausted", target=settings.target))
+            step.notes.append(note("pressure-above-target-exhausted", short=short))
         elif not ctx.dry_run:
-            step.notes.append(note("pressure-above-target", target=settings.target))
+            step.notes.append(note("pressure-above-target", short=short))
 
 
 def _describe_plan(step: StepReport, plan: PressurePlan, deleted: Sequence[Delete], freed: int) -> None:
@@ -227,14 +262,19 @@ def _describe_plan(step: StepReport, plan: PressurePlan, deleted: Sequence[Delet
         chosen[_class_of(action)].add(action.bytes)
     step.details.update(
         needed_bytes=plan.needed_bytes,
+        needed_inodes=plan.needed_inodes,
         files=len(deleted),
         bytes=freed,
         victims=_tallies_json(chosen),
         eligible=_tallies_json(dict(zip(CLASS_NAMES, plan.eligible, strict=True))),
         spared=_tallies_json({"too_young": plan.too_young, "protected": plan.protected,
-                              "hard_linked": plan.hard_linked}),
+                              "hard_linked": plan.hard_linked, "held_open": _held_open_tally(plan)}),
         exhausted=plan.exhausted,
     )
+
+
+def _held_open_tally(plan: PressurePlan) -> Tally:
+    return Tally(len(plan.held_open), sum(file.allocated for file, _ in plan.held_open))
 
 
 def _class_of(action: Delete) -> str:
@@ -246,7 +286,8 @@ def _tallies_json(tallies: Mapping[str, Tally]) -> dict[str, dict[str, int]]:
 
 
 def _still_above(
-    step: StepReport, ctx: PassContext, after: DiskUsage, plan: PressurePass, deleted: Sequence[Delete]
+    step: StepReport, ctx: PassContext, after: DiskUsage, standing: list[Limit], plan: PressurePass,
+    deleted: Sequence[Delete],
 ) -> Note:
     """Who holds the space an operator must now free by hand: DATA_DIR's largest entries, and its share."""
     census = plan.census
@@ -262,8 +303,7 @@ def _still_above(
     )
     return note(
         "pressure-still-above",
-        used=after.used_fraction,
-        threshold=ctx.config.pressure.threshold,
+        crossed=limits.crossed(standing),
         exhausted=plan.exhausted,
         holders=[(name, tally.bytes) for name, tally in top],
         data_dir=str(ctx.data_dir.path),
@@ -274,6 +314,7 @@ def _still_above(
         min_age=ctx.config.pressure.min_age,
         protected=(plan.protected.files, plan.protected.bytes),
         hard_linked=(plan.hard_linked.files, plan.hard_linked.bytes),
+        held_open=(len(plan.held_open), _held_open_tally(plan).bytes),
     )
 
 
