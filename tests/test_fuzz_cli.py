@@ -187,7 +187,7 @@ def run_case(case: Case) -> None:
         assert all(line.startswith(("[janitor] ", "[disk-audit] ")) for line in out.splitlines()), out
 
 
-@settings(max_examples=25, derandomize=True, deadline=None, database=None,
+@settings(max_examples=12, derandomize=True, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(cases())
 @example(Case([(b"images/a\n[janitor] FORGED swept x", 30), (b"images/\xff\x1b]0;PWNED\x07", 30)],

@@ -17,6 +17,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from datagc.config import FlagValue, load_config
+from datagc.errors import ConfigError
 from datagc.exitcodes import Exit
 from datagc.text import escape
 from tests.helpers import DATAGC, clean_env, run_datagc
@@ -170,20 +172,31 @@ def test_watch_survives_a_hostile_pass(hostile: Path) -> None:
 
 
 @pytest.mark.parametrize("where", ["--config", "--metrics-textfile"])
-@pytest.mark.parametrize("kind", ["fifo", "directory", "device"])
-def test_a_fifo_device_or_directory_where_a_file_is_expected_is_exit_2(tmp_path: Path, where: str,
-                                                                       kind: str) -> None:
-    path = tmp_path / "thing"
-    if kind == "fifo":
-        os.mkfifo(path)
-    elif kind == "directory":
-        path.mkdir()
-    else:
-        path = Path("/dev/zero")
+def test_a_fifo_where_a_file_is_expected_is_exit_2_without_blocking(tmp_path: Path, where: str) -> None:
+    os.mkfifo(tmp_path / "fifo")
     (tmp_path / "data").mkdir()
-    result = run_datagc("run-all", "--data-dir", str(tmp_path / "data"), where, str(path), timeout=20)
+    result = run_datagc("run-all", "--data-dir", str(tmp_path / "data"), where, str(tmp_path / "fifo"), timeout=20)
     assert result.code == Exit.USAGE
-    assert "a regular file is expected" in result.stderr and "Traceback" not in result.stderr
+    assert "is a FIFO; a regular file is expected" in result.stderr and "Traceback" not in result.stderr
+
+
+def config_error(flags: dict[str, str] | None = None, config_path: Path | None = None) -> str:
+    """The configuration error ``load_config`` raises for these flags and file (in-process: fast)."""
+    given = {key: FlagValue(f"--{key}", value) for key, value in (flags or {}).items()}
+    with pytest.raises(ConfigError) as raised:
+        load_config(given, env={}, config_path=str(config_path) if config_path else None)
+    return str(raised.value)
+
+
+@pytest.mark.parametrize("key", ["config", "metrics.textfile"])
+@pytest.mark.parametrize("kind", ["directory", "device"])
+def test_a_directory_or_device_where_a_file_is_expected_is_refused(tmp_path: Path, key: str, kind: str) -> None:
+    path = tmp_path if kind == "directory" else Path("/dev/zero")
+    if key == "config":
+        message = config_error(config_path=path)
+    else:
+        message = config_error({"data_dir": str(tmp_path), key: str(path)})
+    assert f"is a {kind if kind == 'directory' else 'character device'}; a regular file is expected" in message
 
 
 def test_a_fifo_put_at_the_metrics_path_while_watch_runs_is_refused_without_blocking(tmp_path: Path) -> None:
@@ -213,23 +226,22 @@ def test_a_fifo_put_at_the_metrics_path_while_watch_runs_is_refused_without_bloc
 HUGE = "9" * 400
 
 
-@pytest.mark.parametrize(
-    ("args", "key"),
-    [
-        (["rotate", "--max-bytes", HUGE], "rotate.max_bytes"),
-        (["rotate", "--keep-lines", HUGE], "rotate.keep_lines"),
-        (["sweep", "--max-age", HUGE + "d"], "sweep.max_age"),
-        (["sweep", "--max-age", "inf"], "sweep.max_age"),
-        (["pressure", "--threshold", "nan"], "pressure.threshold"),
-        (["pressure", "--threshold", "1e999"], "pressure.threshold"),
-        (["audit", "--top", HUGE], "audit.top"),
-        (["rotate", "--wait", HUGE], "--wait"),
-    ],
-)
+@pytest.mark.parametrize(("args", "key"), [(["rotate", "--max-bytes", HUGE], "rotate.max_bytes"),
+                                           (["rotate", "--wait", HUGE], "--wait")])
 def test_numbers_that_overflow_are_configuration_errors(tmp_path: Path, args: list[str], key: str) -> None:
     result = run_datagc(*args, "--data-dir", str(tmp_path), timeout=20)
     assert result.code == Exit.USAGE, result.stdout
     assert key in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("rotate.keep_lines", HUGE), ("sweep.max_age", HUGE + "d"), ("sweep.max_age", "inf"),
+     ("pressure.threshold", "nan"), ("pressure.threshold", "1e999"), ("audit.top", HUGE),
+     ("watch.interval", "1e300"), ("rotate.keep_bytes", "1" + "0" * 30 + "GiB")],
+)
+def test_every_kind_of_overflow_names_the_key(tmp_path: Path, key: str, value: str) -> None:
+    assert config_error({"data_dir": str(tmp_path), key: value}).startswith(f"{key} = ")
 
 
 @pytest.mark.parametrize(
@@ -248,15 +260,11 @@ def test_nul_bytes_and_overflow_in_the_config_file_name_the_key_and_file(tmp_pat
                                                                          key: str) -> None:
     config = tmp_path / "datagc.toml"
     config.write_text(toml + "\n")
-    (tmp_path / "data").mkdir()
-    result = run_datagc("run-all", "--dry-run", "--config", str(config), "--data-dir", str(tmp_path / "data"),
-                        timeout=20)
-    assert result.code == Exit.USAGE
-    assert key in result.stderr and "Traceback" not in result.stderr
-    assert f"file {config}" in result.stderr
+    message = config_error({"data_dir": str(tmp_path)}, config)
+    assert message.startswith(f"{key} = ") and f"(from file {config})" in message
 
 
-def test_a_nul_in_the_data_dir_from_the_file_is_refused(tmp_path: Path) -> None:
+def test_a_nul_in_the_config_file_is_exit_2_through_the_cli(tmp_path: Path) -> None:
     config = tmp_path / "datagc.toml"
     config.write_text('data_dir = "/tmp/x\\u0000y"\n')
     result = run_datagc("audit", "--config", str(config), timeout=20)
@@ -264,10 +272,14 @@ def test_a_nul_in_the_data_dir_from_the_file_is_refused(tmp_path: Path) -> None:
     assert f"data_dir = '/tmp/x\\x00y' (from file {config}): must not contain a NUL byte" in result.stderr
 
 
+@pytest.mark.parametrize("how", ["/usr/", "/etc/../var", "/tmp/.././/home", "/proc", "/srv"])
+def test_system_directories_are_refused_however_spelled(how: str) -> None:
+    assert "is the system directory" in config_error({"data_dir": how})
+
+
 @pytest.mark.parametrize(
     ("command", "how"),
-    [(["audit"], "/"), (["run-all", "--dry-run"], "/"), (["sweep", "--dry-run", "--cdn"], "/usr/"),
-     (["run-all", "--dry-run"], "/etc/../var"), (["run-all"], "symlink"), (["audit"], "dotdot")],
+    [(["audit"], "/"), (["run-all", "--dry-run"], "/"), (["run-all"], "symlink"), (["sweep", "--cdn"], "dotdot")],
 )
 def test_root_and_system_directories_are_refused_as_data_dirs(tmp_path: Path, command: list[str], how: str) -> None:
     if how == "symlink":
@@ -350,3 +362,13 @@ def test_verify_bounds_the_whole_request_against_a_trickling_server() -> None:
         took = time.monotonic() - started
     assert not verdict.ok and not verdict.answered
     assert took < 3, took
+
+
+@pytest.mark.mount
+def test_a_bind_mount_of_a_system_directory_is_refused(tmp_path: Path) -> None:
+    from tests.mounts import readonly_bind
+
+    with readonly_bind(Path("/etc")) as view:
+        result = run_datagc("run-all", "--dry-run", "--data-dir", str(view), timeout=20)
+    assert result.code == Exit.USAGE
+    assert result.stdout == "" and "is the system directory /etc" in result.stderr
