@@ -150,8 +150,9 @@ def verify(url: str, local_size: int, timeout: float, public_url: str) -> Verdic
 
     Only ``public_url``'s scheme, host and port are ever contacted: a URL on
     another origin is not requested. No redirect is followed (a 3xx is not a
-    200). ``timeout`` bounds the whole request, connection included. Any
-    other answer, a timeout or a network error is not ok, with the reason.
+    200). ``timeout`` bounds the whole request from the connection on (the
+    resolver's lookup keeps its own timeouts). Any other answer, a timeout or
+    a network error is not ok, with the reason.
     """
     cdn = origin(public_url)
     if cdn is None or origin(url) != cdn:
