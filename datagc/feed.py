@@ -22,7 +22,9 @@ from __future__ import annotations
 import errno
 import json
 import os
+import random
 import re
+import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -32,8 +34,12 @@ from datagc.cdn import cdn_paths, local_paths, media_prefixes
 from datagc.config import Config
 from datagc.model import FeedNull
 
-#: rewrites tried before giving up on a feed the service keeps changing
-MAX_ATTEMPTS = 10
+#: rewrites tried at least, and for how long, before giving up on a feed the service keeps changing
+MIN_ATTEMPTS = 10
+RETRY_SECONDS = 5.0
+#: the longest pause between two attempts; each pause is random (up to this, growing with the attempts) so that
+#: datagc falls out of step with a writer that rewrites the feed at a steady pace
+MAX_PAUSE_SECONDS = 0.05
 
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 _DECODER = json.JSONDecoder()
@@ -292,7 +298,12 @@ def null_references(data_dir: safety.DataDir, config: Config, paths: Collection[
 def _null_in_feed(dir_fd: int, feed: str, config: Config, targets: set[str], outcome: NullOutcome) -> None:
     media_dirs = config.sweep.media_dirs
     named: set[str] = set()
-    for _ in range(MAX_ATTEMPTS):
+    deadline = time.monotonic() + RETRY_SECONDS
+    attempt = 0
+    while attempt < MIN_ATTEMPTS or time.monotonic() < deadline:
+        if attempt:
+            time.sleep(random.uniform(0, min(MAX_PAUSE_SECONDS, 0.005 * attempt)))
+        attempt += 1
         read = _read_feed(dir_fd, feed)
         if read is None:
             return
@@ -323,8 +334,8 @@ def _null_in_feed(dir_fd: int, feed: str, config: Config, targets: set[str], out
             outcome.nulls.extend(FeedNull(path=feed, field=ref.field, url=ref.url, post=ref.post) for ref in edits)
             outcome.nulled |= named
             return
-    problem = FeedProblem(feed, f"kept changing while datagc updated it ({MAX_ATTEMPTS} attempts); "
-                                "it was left as the service last wrote it")
+    problem = FeedProblem(feed, f"kept changing while datagc updated it ({attempt} attempts in "
+                                f"{RETRY_SECONDS:g} s); it was left as the service last wrote it")
     _block(outcome, problem, named)
 
 
