@@ -234,3 +234,21 @@ def test_config_explains_every_limit_with_its_values() -> None:
         "#   inodes: more than 95% of the filesystem's inodes used -> evict until 90% (each evicted file frees one)",
     ]
     assert "pressure.min_free_target = 1536MiB  # default (1.5 x pressure.min_free)" in result.stdout
+
+
+def test_the_disk_fraction_triggers_alone_beside_the_other_limits_and_stops_at_its_target() -> None:
+    with tmpfs(32 * MiB) as root:
+        data = root / "data"
+        paths = media(data, 16, MiB)
+        (root / "filler").write_bytes(b"\0" * (10 * MiB))
+        st = os.statvfs(root)
+        used, free = (st.f_blocks - st.f_bfree) * st.f_frsize, st.f_bavail * st.f_frsize
+        assert used / (used + free) > 0.7
+
+        code, step, limits = pressure(data, "--budget", "1GiB", "--min-free", "1MiB")
+
+        assert code == Exit.PRESSURE_DELETED, step
+        assert triggered(limits) == ["disk"] and list(limits) == ["disk", "budget", "min_free", "inodes"]
+        expected = math.ceil((used - 0.6 * (used + free)) / MiB)
+        assert deleted(step) == paths[:expected], "the fewest oldest files that bring the disk to 60%"
+        assert limits["disk"]["value"] <= 0.6 < (used - (expected - 1) * MiB) / (used + free)
