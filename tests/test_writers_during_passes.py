@@ -45,8 +45,10 @@ print(seq)
 """
 
 #: the service's feed writer: a new media file (old enough for the sweep), then read, append a post, temp + rename.
-#: Fifty posts a second, far past the service's pace; a writer that rewrites the feed without any pause makes
-#: datagc give up after its retries (the step fails and the feed is left as the service wrote it).
+#: Ten posts a second, far past the service's pace (it posts minutes apart). A writer that rewrites the feed again
+#: before each of datagc's attempts can finish (read, null, write, fsync) makes datagc give up after
+#: feed.RETRY_SECONDS (the step fails and the feed is left as the service wrote it): on a loaded machine an attempt
+#: takes over 100 ms, so a faster writer would test the machine's load, not datagc.
 FEED_WRITER = r"""
 import json, os, sys, time
 root, stop = sys.argv[1:3]
@@ -65,7 +67,7 @@ while not os.path.exists(stop):
         json.dump(posts, handle, indent=2)
     os.rename(temp, os.path.join(root, "posts.json"))
     count += 1
-    time.sleep(0.02)
+    time.sleep(0.1)
 print(count)
 """
 
