@@ -19,7 +19,7 @@ rule's (rule 6):
    here (the service may have written one back meanwhile);
 4. references nulled for a file that then stayed (its unlink failed, or it
    changed and was kept) are put back where the feed still holds the null
-   datagc wrote (rule 14; :mod:`datagc.compensate`).
+   datagc wrote (rule 14, ``feed.restore_references``), before step 3.
 
 The FeedNull actions of the plan say what a dry run would change; a real run
 reports the nulls (and restores) it actually wrote.
@@ -87,6 +87,7 @@ def _apply_deletes(ctx: PassContext, deletes: list[Delete], step: StepReport) ->
     data_dir, config = ctx.data_dir, ctx.config
     before = feed.null_references(data_dir, config, [action.path for action in deletes])
     step.actions.extend(before.nulls)
+    written = list(before.nulls)
     held = before.blocked
     nulled = set(before.nulled)
     deleted = _unlink_all(data_dir, [action for action in deletes if action.path not in held], nulled, step)
@@ -94,6 +95,7 @@ def _apply_deletes(ctx: PassContext, deletes: list[Delete], step: StepReport) ->
     if held and deleted and any(problem.errno == errno.ENOSPC for problem in problems):
         retry = feed.null_references(data_dir, config, list(held))
         step.actions.extend(retry.nulls)
+        written += retry.nulls
         step.notes.append(note("feed-retried-after-space"))
         problems = retry.problems
         released = [action for action in deletes if action.path in held and action.path not in retry.blocked]
@@ -104,6 +106,7 @@ def _apply_deletes(ctx: PassContext, deletes: list[Delete], step: StepReport) ->
         step.fail(note("feed-problem", problem=str(problem)), problem.errno)
         step.notes.append(note("feed-problem-kept", problem=str(problem)))
     step.kept.extend(Kept(path, note("feed-blocked", why=why)) for path, why in held.items())
+    _restore_for_files_that_stayed(ctx, written, nulled - set(deleted), {action.path for action in deletes}, step)
     if deleted:
         after = feed.null_references(data_dir, config, deleted)
         step.actions.extend(after.nulls)
@@ -112,6 +115,30 @@ def _apply_deletes(ctx: PassContext, deletes: list[Delete], step: StepReport) ->
         for problem in after.problems:
             step.fail(note("feed-problem", problem=str(problem)), problem.errno)
             step.notes.append(note("feed-problem-after", problem=str(problem)))
+
+
+def _restore_for_files_that_stayed(
+    ctx: PassContext, written: list[FeedNull], stayed: set[str], planned: set[str], step: StepReport
+) -> None:
+    """Rule 14: put back the references nulled for files that were not deleted after all.
+
+    A URL is put back only if every planned file it may name stayed (one that
+    names a deleted file too stays null).
+    """
+    if not stayed:
+        return
+    media_dirs = ctx.config.sweep.media_dirs
+    restore = [null for null in written if (named := local_paths(null.url, media_dirs) & planned) <= stayed and named]
+    if not restore:
+        return
+    outcome = feed.restore_references(ctx.data_dir, ctx.config, restore)
+    step.actions.extend(outcome.restores)
+    if outcome.restores:
+        step.notes.append(note("feed-restored", count=len(outcome.restores)))
+    if outcome.gone:
+        step.notes.append(note("feed-restore-gone", count=len(outcome.gone), example=outcome.gone[0].url))
+    for problem in outcome.problems:
+        step.fail(note("feed-restore-failed", problem=str(problem)), problem.errno)
 
 
 def _unlink_all(data_dir: safety.DataDir, deletes: list[Delete], nulled: set[str], step: StepReport) -> list[str]:

@@ -32,7 +32,7 @@ from typing import NamedTuple
 from datagc import safety
 from datagc.cdn import cdn_paths, local_paths, media_prefixes
 from datagc.config import Config
-from datagc.model import FeedNull
+from datagc.model import FeedNull, FeedRestore
 
 #: rewrites tried at least, and for how long, before giving up on a feed the service keeps changing
 MIN_ATTEMPTS = 10
@@ -138,11 +138,12 @@ def _json_type(value: object) -> str:
     return "a number"
 
 
-def scan_feed(text: str, url_fields: Collection[str]) -> list[FieldRef]:
+def scan_feed(text: str, url_fields: Collection[str], *, nulls: bool = False) -> list[FieldRef]:
     """Every string-valued ``url_fields`` field of every object in the array ``text``, with its span.
 
     ``text`` must have passed ``decode_feed``. Non-object entries and nested
-    values are skipped; with duplicate keys every occurrence is listed.
+    values are skipped; with duplicate keys every occurrence is listed. With
+    ``nulls``, the fields whose value is null instead (their ``url`` is empty).
     """
     refs: list[FieldRef] = []
     position = _skip(text, 0) + 1  # past "["
@@ -150,7 +151,7 @@ def scan_feed(text: str, url_fields: Collection[str]) -> list[FieldRef]:
     entry = 0
     while text[position] != "]":
         if text[position] == "{":
-            position = _scan_object(text, position, entry, url_fields, refs)
+            position = _scan_object(text, position, entry, url_fields, refs, nulls)
         else:
             _, position = _DECODER.raw_decode(text, position)
         position = _skip(text, position)
@@ -166,7 +167,9 @@ def _skip(text: str, position: int) -> int:
     return match.end()
 
 
-def _scan_object(text: str, position: int, entry: int, url_fields: Collection[str], refs: list[FieldRef]) -> int:
+def _scan_object(
+    text: str, position: int, entry: int, url_fields: Collection[str], refs: list[FieldRef], nulls: bool
+) -> int:
     post: str | None = None
     found: list[tuple[str, str, int, int]] = []
     position = _skip(text, position + 1)
@@ -175,8 +178,8 @@ def _scan_object(text: str, position: int, entry: int, url_fields: Collection[st
         position = _skip(text, _skip(text, position) + 1)  # past ":"
         start = position
         value, position = _DECODER.raw_decode(text, position)
-        if key in url_fields and isinstance(value, str):
-            found.append((key, value, start, position))
+        if key in url_fields and (value is None if nulls else isinstance(value, str)):
+            found.append((key, value or "", start, position))
         elif key == "id" and isinstance(value, (str, int)) and not isinstance(value, bool):
             post = str(value)
         position = _skip(text, position)
@@ -188,11 +191,16 @@ def _scan_object(text: str, position: int, entry: int, url_fields: Collection[st
 
 def null_spans(text: str, refs: Sequence[FieldRef]) -> str:
     """``text`` with the string literal of each ref replaced by ``null``; every other byte kept."""
+    return replace_spans(text, [(ref, "null") for ref in refs])
+
+
+def replace_spans(text: str, edits: Sequence[tuple[FieldRef, str]]) -> str:
+    """``text`` with the value of each ref replaced by the given JSON; every other byte kept."""
     pieces = []
     position = 0
-    for ref in sorted(refs, key=lambda ref: ref.start):
+    for ref, value in sorted(edits, key=lambda edit: edit[0].start):
         pieces.append(text[position:ref.start])
-        pieces.append("null")
+        pieces.append(value)
         position = ref.end
     pieces.append(text[position:])
     return "".join(pieces)
@@ -331,7 +339,8 @@ def _null_in_feed(dir_fd: int, feed: str, config: Config, targets: set[str], out
             _block(outcome, problem, named)
             return
         if done == safety.REPLACED:
-            outcome.nulls.extend(FeedNull(path=feed, field=ref.field, url=ref.url, post=ref.post) for ref in edits)
+            outcome.nulls.extend(FeedNull(path=feed, field=ref.field, url=ref.url, post=ref.post, entry=ref.entry)
+                                 for ref in edits)
             outcome.nulled |= named
             return
     problem = FeedProblem(feed, f"kept changing while datagc updated it ({attempt} attempts in "
@@ -343,3 +352,79 @@ def _block(outcome: NullOutcome, problem: FeedProblem, paths: Collection[str]) -
     outcome.problems.append(problem)
     for path in paths:
         outcome.blocked.setdefault(path, f"{problem}, and may reference it")
+
+
+# --- restoring references (SPEC §7 rule 14) ------------------------------------
+
+
+@dataclass
+class RestoreOutcome:
+    """What ``restore_references`` did: the URLs put back, and the nulls it no longer found."""
+
+    restores: list[FeedRestore] = field(default_factory=list)
+    #: nulls datagc wrote that the feed no longer holds (the service rewrote that field or post)
+    gone: list[FeedNull] = field(default_factory=list)
+    problems: list[FeedProblem] = field(default_factory=list)
+
+
+def restore_references(data_dir: safety.DataDir, config: Config, nulls: Sequence[FeedNull]) -> RestoreOutcome:
+    """Put back each URL of ``nulls`` (written by this pass) where its field still holds null.
+
+    For files whose references were nulled and that then stayed (their unlink
+    failed, or they changed and were kept). A field is found by its post's
+    ``id`` (by its position in the array for a post without one). Rewritten
+    like ``null_references``: only those values change, a concurrent rewrite
+    of the service is re-read and the change redone.
+    """
+    outcome = RestoreOutcome()
+    by_feed: dict[str, list[FeedNull]] = {}
+    for null in nulls:
+        by_feed.setdefault(null.path, []).append(null)
+    for feed, wanted in by_feed.items():
+        dir_fd = _open_feed_dir(data_dir, feed)
+        if not isinstance(dir_fd, int):
+            outcome.problems.append(dir_fd or FeedProblem(feed, "has vanished"))
+            continue
+        try:
+            _restore_in_feed(dir_fd, feed, config, wanted, outcome)
+        finally:
+            os.close(dir_fd)
+    return outcome
+
+
+def _restore_in_feed(dir_fd: int, feed: str, config: Config, wanted: list[FeedNull], outcome: RestoreOutcome) -> None:
+    for _ in range(MAX_ATTEMPTS):
+        read = _read_feed(dir_fd, feed)
+        if read is None or isinstance(read, FeedProblem):
+            outcome.problems.append(read or FeedProblem(feed, "has vanished"))
+            return
+        text, st = read
+        free = scan_feed(text, config.feed.url_fields, nulls=True)
+        edits: list[tuple[FieldRef, str]] = []
+        found: list[FeedNull] = []
+        for null in wanted:
+            match = next((ref for ref in free if ref.field == null.field and (
+                ref.post == null.post if null.post is not None else ref.post is None and ref.entry == null.entry)),
+                None)
+            if match is not None:
+                free.remove(match)
+                edits.append((match, json.dumps(null.url, ensure_ascii=False)))
+                found.append(null)
+        if not edits:
+            outcome.gone.extend(wanted)
+            return
+        content = replace_spans(text, edits).encode("utf-8")
+        try:
+            done = safety.replace_if_unchanged(
+                dir_fd, safety.split_path(feed)[1], content, safety.FileIdentity.of(st), st
+            )
+        except OSError as error:
+            outcome.problems.append(FeedProblem(feed, f"could not be rewritten ({error.strerror}) to restore "
+                                                      "references; it was left as it was", error.errno))
+            return
+        if done == safety.REPLACED:
+            outcome.restores.extend(FeedRestore(feed, null.field, null.url, null.post) for null in found)
+            outcome.gone.extend(null for null in wanted if null not in found)
+            return
+    outcome.problems.append(FeedProblem(feed, f"kept changing while datagc restored references in it "
+                                              f"({MAX_ATTEMPTS} attempts)"))

@@ -10,6 +10,7 @@ sentence for the renderers.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from errno import ENOSPC
@@ -59,6 +60,8 @@ class FeedNull:
     url: str
     post: str | None = None  # the entry's "id", when it has one
     kind: Literal["feed-null"] = "feed-null"
+    #: the entry's position in the array, when datagc wrote this null (to find a post without an id again)
+    entry: int | None = dataclasses.field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -158,6 +158,12 @@ SENTENCES: dict[str, Callable[[Fields], str]] = {
                                    "(the service rewrote it meanwhile); those references were set to null again",
     "feed-problem-after": lambda f: f"{f['problem']}; it could not be checked for references to the files "
                                     "just deleted",
+    "feed-restored": lambda f: f"put back {f['count']} feed reference(s) nulled for files that were not deleted "
+                               "after all (they stay, so their posts keep their media)",
+    "feed-restore-gone": lambda f: f"{f['count']} reference(s) nulled for files that stayed were no longer null in "
+                                   f"the feed (the service rewrote them), e.g. {f['example']}; nothing to put back",
+    "feed-restore-failed": lambda f: f"{f['problem']}: references nulled for files that were kept could not be "
+                                     "put back",
     "delete-failed": lambda f: f"could not delete {f['path']} ({f['strerror']}); it was left as it was",
     "changed-since-planned": lambda f: "changed since it was planned"
                                        + (" (its local feed reference had already been set to null)"
