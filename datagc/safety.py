@@ -22,6 +22,7 @@ from pathlib import Path
 
 from datagc.errors import DataDirError, LockHeld
 from datagc.facts import DiskUsage, FileIdentity
+from datagc.mountid import mount_id
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 #: Marks datagc's own temp files; ``TEMP_MARK`` never appears in a service file name.
@@ -52,6 +53,8 @@ class DataDir:
             ) from None
         self.dev = os.fstat(self.fd).st_dev
         self.mount_points = mount_points_inside(os.path.realpath(path))
+        #: the mount DATA_DIR is on: every directory entered must be on it too (None: st_dev and mount_points only)
+        self.mount_id = mount_id(self.fd)
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -68,8 +71,10 @@ class DataDir:
         """Open a directory inside DATA_DIR, one component at a time.
 
         Raises OSError: ELOOP/ENOTDIR for a symlink or non-directory on the way,
-        EXDEV for a component on another filesystem, ENOENT if missing.
-        The caller closes the returned descriptor.
+        EXDEV for a component on another filesystem or mount (its mount id is
+        checked as it is opened, so a bind mount made while a pass runs is not
+        entered: SPEC §7 rule 13), ENOENT if missing. The caller closes the
+        returned descriptor.
         """
         fd = os.dup(self.fd)
         walked = ""
@@ -79,12 +84,19 @@ class DataDir:
                 os.close(fd)
                 fd = child
                 walked = join_path(walked, part)
-                if os.fstat(fd).st_dev != self.dev or walked in self.mount_points:
+                if not self.same_mount(fd) or walked in self.mount_points:
                     raise OSError(errno.EXDEV, "on another filesystem or mount point", relpath)
         except BaseException:
             os.close(fd)
             raise
         return fd
+
+
+    def same_mount(self, fd: int) -> bool:
+        """Whether the directory ``fd`` is on DATA_DIR's own mount (not another filesystem, not a bind mount)."""
+        if self.mount_id is not None:
+            return mount_id(fd) == self.mount_id
+        return os.fstat(fd).st_dev == self.dev
 
 
 def mount_points_inside(root: str) -> frozenset[str]:
@@ -183,9 +195,12 @@ def _walk_fd(data_dir: DataDir, top: str, top_fd: int, report: WalkErrorHandler)
             try:
                 fd = data_dir.open_dir(path)
             except OSError as error:
-                if error.errno != errno.EXDEV:
+                if error.errno == errno.EXDEV:  # a mount appeared on it since it was listed: not entered
+                    head, _, name = path.rpartition("/")
+                    yield MOUNT, head, name, None
+                else:
                     report(path, error)
-                continue  # replaced by another filesystem since it was listed: not entered
+                continue
         subdirs = []
         try:
             with os.scandir(fd) as entries:
