@@ -25,7 +25,7 @@ import os
 import random
 import re
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -306,12 +306,8 @@ def null_references(data_dir: safety.DataDir, config: Config, paths: Collection[
 def _null_in_feed(dir_fd: int, feed: str, config: Config, targets: set[str], outcome: NullOutcome) -> None:
     media_dirs = config.sweep.media_dirs
     named: set[str] = set()
-    deadline = time.monotonic() + RETRY_SECONDS
-    attempt = 0
-    while attempt < MIN_ATTEMPTS or time.monotonic() < deadline:
-        if attempt:
-            time.sleep(random.uniform(0, min(MAX_PAUSE_SECONDS, 0.005 * attempt)))
-        attempt += 1
+    attempts = _Attempts()
+    for _ in attempts:
         read = _read_feed(dir_fd, feed)
         if read is None:
             return
@@ -343,9 +339,25 @@ def _null_in_feed(dir_fd: int, feed: str, config: Config, targets: set[str], out
                                  for ref in edits)
             outcome.nulled |= named
             return
-    problem = FeedProblem(feed, f"kept changing while datagc updated it ({attempt} attempts in "
+    problem = FeedProblem(feed, f"kept changing while datagc updated it ({attempts.count} attempts in "
                                 f"{RETRY_SECONDS:g} s); it was left as the service last wrote it")
     _block(outcome, problem, named)
+
+
+class _Attempts:
+    """Rewrite attempts: at least ``MIN_ATTEMPTS``, for up to ``RETRY_SECONDS``, random pauses between;
+    ``count`` says how many were made."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __iter__(self) -> Iterator[int]:
+        deadline = time.monotonic() + RETRY_SECONDS
+        while self.count < MIN_ATTEMPTS or time.monotonic() < deadline:
+            if self.count:
+                time.sleep(random.uniform(0, min(MAX_PAUSE_SECONDS, 0.005 * self.count)))
+            self.count += 1
+            yield self.count
 
 
 def _block(outcome: NullOutcome, problem: FeedProblem, paths: Collection[str]) -> None:
@@ -393,7 +405,8 @@ def restore_references(data_dir: safety.DataDir, config: Config, nulls: Sequence
 
 
 def _restore_in_feed(dir_fd: int, feed: str, config: Config, wanted: list[FeedNull], outcome: RestoreOutcome) -> None:
-    for _ in range(MAX_ATTEMPTS):
+    attempts = _Attempts()
+    for _ in attempts:
         read = _read_feed(dir_fd, feed)
         if read is None or isinstance(read, FeedProblem):
             outcome.problems.append(read or FeedProblem(feed, "has vanished"))
@@ -427,4 +440,4 @@ def _restore_in_feed(dir_fd: int, feed: str, config: Config, wanted: list[FeedNu
             outcome.gone.extend(null for null in wanted if null not in found)
             return
     outcome.problems.append(FeedProblem(feed, f"kept changing while datagc restored references in it "
-                                              f"({MAX_ATTEMPTS} attempts)"))
+                                              f"({attempts.count} attempts)"))
