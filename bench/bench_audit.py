@@ -1,20 +1,37 @@
-"""``datagc audit`` over 200k files beside ``du -s`` (goal ≤ 1.3×), and a million-file memory check (< 200 MiB).
+"""``datagc audit`` beside ``du -s`` (and gdu, a parallel Go ``du``, where installed).
+
+Rows (SPEC §8): an empty data dir beside ``datagc --version`` (goal ≤ 1.5×:
+the fixed cost); 10k and 40k files warm (for scale); 200k files warm (goal
+≤ 1.3× ``du -s``) and cold (the boot audit, goal ≤ 0.9×: page, dentry and
+inode caches dropped before every run of every tool, where /proc/sys permits;
+otherwise the row says so); a million files for memory (< 200 MiB).
 
 The tree is laid out like the service's media: four media directories, each
-sharded into nested subdirectories of a few hundred small files. The tree is
-built once and read warm by both tools (audit only reads).
+sharded into nested subdirectories of a few hundred small files. Each tree is
+built once and read by every tool (audit only reads). gdu runs as
+``gdu -n -s -p -x`` (non-interactive, total only, no progress, one filesystem).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
-from bench.common import DATAGC, Row, fresh_dir
-from bench.pairs import alternate
+from bench.common import DATAGC, NO_GOAL, Row, drop_page_cache, fresh_dir
+from bench.pairs import interleave
 
 FILES = 200_000
+#: smaller trees, where the fixed cost weighs (shown for scale)
+SMALL = (10_000, 40_000)
 MILLION = 1_000_000
+#: the cold cache goal (SPEC §8: ahead of du, as gdu is)
+COLD_GOAL = 0.9
+#: the empty data dir's goal, against ``datagc --version``
+EMPTY_GOAL = 1.5
+#: an empty data dir is audited in well under a second: many runs for a stable median
+EMPTY_RUNS = 20
+GDU = shutil.which("gdu")
 #: share of the files in each media directory
 SHARES = (("images", 0.5), ("videos", 0.1), ("voice", 0.2), ("bid-images", 0.2))
 PER_DIR = 400
@@ -44,19 +61,48 @@ def build_tree(root: Path, count: int) -> None:
     os.sync()
 
 
-def compare(root: Path, repeats: int, case: str) -> Row:
-    audit = [DATAGC, "audit", "--json", "--data-dir", str(root)]
-    datagc, du = alternate(audit, ["du", "-s", str(root)], repeats)
-    return Row("audit", case, datagc.median_s, "du -s", du.median_s, datagc.peak_rss_mib)
+def audit_argv(root: Path) -> list[str]:
+    return [DATAGC, "audit", "--json", "--data-dir", str(root)]
+
+
+def compare(root: Path, repeats: int, case: str, cold: bool = False, goal: float | None = None) -> list[Row]:
+    """Audit beside ``du -s`` (and gdu, if installed), interleaved; one row per anchor."""
+    anchors = [("du -s", ["du", "-s", str(root)])]
+    if GDU:
+        anchors.append(("gdu -n -s -x", [GDU, "-n", "-s", "-p", "-x", str(root)]))
+    datagc, *timings = interleave([audit_argv(root), *(argv for _, argv in anchors)], repeats, cold=cold)
+    rows = []
+    for (name, _), timing in zip(anchors, timings, strict=True):
+        row_goal = goal if name == "du -s" else NO_GOAL  # gdu is shown beside, not aimed at
+        rows.append(Row("audit", case, datagc.median_s, name, timing.median_s, datagc.peak_rss_mib, row_goal))
+    return rows
+
+
+def empty(workdir: Path, repeats: int) -> Row:
+    root = fresh_dir(workdir / "empty")
+    runs = max(repeats, round(EMPTY_RUNS * min(1.0, float(os.environ.get("BENCH_SCALE", "1")))), 3)
+    datagc, version = interleave([audit_argv(root), [DATAGC, "--version"]], runs, warmups=2)
+    return Row("audit", f"empty data dir, {runs} runs", datagc.median_s, "datagc --version", version.median_s,
+               datagc.peak_rss_mib, EMPTY_GOAL)
 
 
 def run(workdir: Path, repeats: int) -> list[Row]:
     scale = float(os.environ.get("BENCH_SCALE", "1"))
     tree = workdir / "tree"
+    rows = [empty(workdir, repeats)]
+    for small in SMALL:
+        count = max(500, round(small * scale))
+        build_tree(tree, count)
+        rows.extend(compare(tree, repeats, f"{count:,} files, warm", goal=NO_GOAL))
     files = max(1000, round(FILES * scale))
     build_tree(tree, files)
-    rows = [compare(tree, repeats, f"{files:,} files, warm")]
+    rows.extend(compare(tree, repeats, f"{files:,} files, warm"))
+    if drop_page_cache():
+        rows.extend(compare(tree, repeats, f"{files:,} files, cold cache", cold=True, goal=COLD_GOAL))
+    else:
+        print("  audit: the cold-cache row is left out: /proc/sys/vm/drop_caches is not writable here "
+              "(needs root outside a read-only /proc/sys)", flush=True)
     many = max(1000, round(MILLION * scale))
     build_tree(tree, many)
-    rows.append(compare(tree, 1, f"{many:,} files, memory"))
+    rows.append(compare(tree, 1, f"{many:,} files, memory")[0])
     return rows

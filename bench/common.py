@@ -34,15 +34,54 @@ class Row:
     anchor_name: str
     anchor_s: float
     peak_rss_mib: float
+    #: this row's goal as a ratio, if it isn't its pass's (``run.GOALS``); ``NO_GOAL`` for a row shown for scale
+    goal: float | None = None
 
     @property
     def ratio(self) -> float:
         return self.datagc_s / self.anchor_s if self.anchor_s else float("inf")
 
 
+#: the goal of a row that is measured for scale only
+NO_GOAL = float("inf")
+
+
 def drop_caches() -> None:
     """Flush dirty pages so one run's writeback doesn't land in the next one's timing."""
     os.sync()
+
+
+def drop_page_cache() -> bool:
+    """Write back, then drop the page, dentry and inode caches (a cold cache, as at boot).
+
+    Needs root and a writable /proc/sys (not in every container); returns
+    whether the caches were dropped. This affects everything on the machine.
+    """
+    os.sync()
+    try:
+        with open("/proc/sys/vm/drop_caches", "w", encoding="ascii") as handle:
+            handle.write("3\n")
+    except OSError:
+        return False
+    return True
+
+
+def child_env() -> dict[str, str]:
+    """The environment of the timed commands: bytecode caches used, as in an installed package.
+
+    A session that exports PYTHONDONTWRITEBYTECODE would otherwise make every
+    datagc run compile its modules from source, which no installed datagc does.
+    """
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+def compile_datagc() -> None:
+    """Write datagc's bytecode once (pip does so on install; an editable checkout may not have it yet)."""
+    import compileall
+
+    compileall.compile_dir(str(Path(__file__).resolve().parent.parent / "datagc"), quiet=1)
 
 
 def run_once(argv: Sequence[str], ok_codes: Sequence[int] = (0,)) -> tuple[float, float]:
@@ -54,7 +93,8 @@ def run_once(argv: Sequence[str], ok_codes: Sequence[int] = (0,)) -> tuple[float
     with tempfile.NamedTemporaryFile("r") as memory:
         command = [TIME, "-f", "%M", "-o", memory.name, *argv] if TIME else list(argv)
         start = time.perf_counter()
-        process = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
+        process = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False,
+                                 env=child_env())
         elapsed = time.perf_counter() - start
         if process.returncode not in ok_codes:
             error = process.stderr.decode(errors="replace")
