@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import heapq
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from datagc.config import Config
 from datagc.exitcodes import Exit
 from datagc.limits import Figures, Limit, crossed, evaluate, measure_fs
 from datagc.openfiles import command
-from datagc.safety import DIRECTORY, FILE, MOUNT, SYMLINK, DataDir, DiskUsage, walk
+from datagc.parallel import fold_walk
+from datagc.safety import DIRECTORY, FILE, MOUNT, SYMLINK, DataDir, DiskUsage, Share, WalkEntry
 
 ProgressCallback = Callable[[int, int], None]
 PROGRESS_EVERY = 5000
@@ -103,55 +104,124 @@ def audit(config: Config, data_dir: DataDir, on_progress: ProgressCallback | Non
     return report
 
 
-def _walk_tree(data_dir: DataDir, top: int, report: AuditReport, on_progress: ProgressCallback | None) -> None:
-    totals: dict[str, list[int]] = {}
-    largest: list[tuple[int, str, str]] = []
-    seen_links: set[int] = set()
+@dataclass
+class _Census:
+    """What one walk (or one worker's share of it) saw: tallies, and the few files worth naming."""
 
-    def on_error(path: str, error: OSError) -> None:
-        report.errors.append(f"{path or '.'}: {error.strerror or error} (not counted)")
+    total_bytes: int = 0
+    apparent_bytes: int = 0
+    files: int = 0
+    dirs: int = 0
+    special_files: int = 0
+    symlinks: list[str] = field(default_factory=list)
+    mounts: list[str] = field(default_factory=list)
+    #: top-level entry -> [allocated bytes, files]
+    totals: dict[str, list[int]] = field(default_factory=dict)
+    #: min-heap of the largest (allocated, directory, name): a total order, the same whatever the walk order
+    largest: list[tuple[int, str, str]] = field(default_factory=list)
+    #: files with other hard links, counted once at the merge: inode -> (directory, name, allocated, apparent)
+    linked: dict[int, tuple[str, str, int, int]] = field(default_factory=dict)
 
+    def add(self, directory: str, name: str, allocated: int, apparent: int, top: int) -> None:
+        self.total_bytes += allocated
+        self.apparent_bytes += apparent
+        self.files += 1
+        bucket = self.totals.setdefault(directory.split("/", 1)[0] if directory else name, [0, 0])
+        bucket[0] += allocated
+        bucket[1] += 1
+        _keep_largest(self.largest, (allocated, directory, name), top)
+
+
+def _keep_largest(heap: list[tuple[int, str, str]], item: tuple[int, str, str], top: int) -> None:
+    if len(heap) < top:
+        heapq.heappush(heap, item)
+    elif top and item > heap[0]:
+        heapq.heapreplace(heap, item)
+
+
+def _census(
+    entries: Iterator[WalkEntry], share: Share | None, top: int, on_progress: ProgressCallback | None
+) -> _Census:
+    """Fold a walk into a ``_Census`` (run in each worker of a split walk, on its share)."""
+    census = _Census()
+    totals, largest, linked = census.totals, census.largest, census.linked
+    if share is not None and share.index != 0:
+        on_progress = None  # a forked worker never writes to the terminal
+    scale = 1 if share is None else share.count  # the parent sees its share: the progress is an estimate
     bucket = [0, 0]
-    bucket_of = ""
-    for kind, directory, name, st in walk(data_dir, on_error=on_error):
+    bucket_of = None
+    for kind, directory, name, st in entries:
         if kind is not FILE:
             if kind is DIRECTORY:
-                report.dirs += 1
+                census.dirs += 1
             elif kind is SYMLINK:
-                report.symlinks.append(_join(directory, name))
+                census.symlinks.append(_join(directory, name))
             elif kind is MOUNT:
-                report.mounts.append(_join(directory, name))
+                census.mounts.append(_join(directory, name))
             else:
-                report.special_files += 1
+                census.special_files += 1
             continue
         assert st is not None
-        if st.st_nlink > 1:
-            if st.st_ino in seen_links:
-                continue
-            seen_links.add(st.st_ino)
         allocated = st.st_blocks * 512
-        report.total_bytes += allocated
-        report.apparent_bytes += st.st_size
-        report.files += 1
+        if st.st_nlink > 1:
+            seen = linked.get(st.st_ino)
+            if seen is None or (directory, name) < seen[:2]:
+                linked[st.st_ino] = (directory, name, allocated, st.st_size)
+            continue
+        census.total_bytes += allocated
+        census.apparent_bytes += st.st_size
+        census.files += 1
         entry = directory.split("/", 1)[0] if directory else name
         if entry != bucket_of:
             bucket_of = entry
             bucket = totals.setdefault(entry, [0, 0])
         bucket[0] += allocated
         bucket[1] += 1
+        item = (allocated, directory, name)
         if len(largest) < top:
-            heapq.heappush(largest, (allocated, directory, name))
-        elif allocated > largest[0][0]:
-            heapq.heapreplace(largest, (allocated, directory, name))
-        if on_progress is not None and report.files % PROGRESS_EVERY == 0:
-            on_progress(report.files, report.total_bytes)
+            heapq.heappush(largest, item)
+        elif top and item > largest[0]:
+            heapq.heapreplace(largest, item)
+        if on_progress is not None and census.files % PROGRESS_EVERY == 0:
+            on_progress(census.files * scale, census.total_bytes * scale)
+    return census
+
+
+def _walk_tree(data_dir: DataDir, top: int, report: AuditReport, on_progress: ProgressCallback | None) -> None:
+    def on_error(path: str, error: OSError) -> None:
+        report.errors.append(f"{path or '.'}: {error.strerror or error} (not counted)")
+
+    parts = fold_walk(data_dir, "", lambda entries, share: _census(entries, share, top, on_progress), on_error)
+    merged = _Census()
+    for part in parts:
+        merged.total_bytes += part.total_bytes
+        merged.apparent_bytes += part.apparent_bytes
+        merged.files += part.files
+        merged.dirs += part.dirs
+        merged.special_files += part.special_files
+        merged.symlinks.extend(part.symlinks)
+        merged.mounts.extend(part.mounts)
+        for entry, (size, files) in part.totals.items():
+            bucket = merged.totals.setdefault(entry, [0, 0])
+            bucket[0] += size
+            bucket[1] += files
+        for item in part.largest:
+            _keep_largest(merged.largest, item, top)
+        for ino, seen in part.linked.items():
+            if ino not in merged.linked or seen[:2] < merged.linked[ino][:2]:
+                merged.linked[ino] = seen
+    for directory, name, allocated, apparent in merged.linked.values():  # each inode once, at its first path
+        merged.add(directory, name, allocated, apparent, top)
+    report.total_bytes, report.apparent_bytes, report.files = merged.total_bytes, merged.apparent_bytes, merged.files
+    report.dirs, report.special_files = merged.dirs, merged.special_files
+    report.symlinks, report.mounts = sorted(merged.symlinks), sorted(merged.mounts)
     report.breakdown = sorted(
-        (EntryTotal(path, size, files) for path, (size, files) in totals.items()),
+        (EntryTotal(path, size, files) for path, (size, files) in merged.totals.items()),
         key=lambda entry: (-entry.bytes, entry.path),
     )
     report.largest = [
         LargeFile(_join(directory, name), size)
-        for size, directory, name in sorted(largest, key=lambda item: (-item[0], item[1], item[2]))
+        for size, directory, name in sorted(merged.largest, key=lambda item: (-item[0], item[1], item[2]))
     ]
 
 
