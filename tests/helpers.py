@@ -17,6 +17,9 @@ import orjson
 DATAGC = str(Path(sys.executable).with_name("datagc"))
 #: environment variables that would change defaults under the tests' feet
 _CONFIG_ENV_PREFIXES = ("DATAGC_", "GC_", "R2_", "TEST_MODE")
+#: not configuration: how the walk and the unlinks are split (DATAGC_PARALLEL_THRESHOLD=0 runs the whole
+#: suite through the parallel paths), so they reach every datagc the tests start
+_PASSED_THROUGH = ("DATAGC_PARALLEL_THRESHOLD", "DATAGC_WALK_WORKERS")
 
 
 @dataclass(frozen=True)
@@ -30,7 +33,8 @@ class Result:
 
 
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(_CONFIG_ENV_PREFIXES)}
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(_CONFIG_ENV_PREFIXES) or key in _PASSED_THROUGH}
     env.update(extra or {})
     return env
 
