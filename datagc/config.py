@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import os
 import stat
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -433,6 +432,8 @@ def _read_bytes(path: Path) -> bytes:
 
 def _read_file(path: Path) -> dict[str, Any]:
     """Flatten a TOML file into dotted keys; unknown keys are errors (typos matter)."""
+    import tomllib  # only a run with a config file pays for the parser
+
     try:
         document = tomllib.loads(_read_bytes(path).decode("utf-8"))
     except UnicodeDecodeError as error:

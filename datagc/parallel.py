@@ -20,7 +20,6 @@ walk is split, even on one core; the test suite runs this way), and
 from __future__ import annotations
 
 import os
-import pickle
 import signal
 from collections.abc import Callable, Iterator
 from typing import TypeVar
@@ -72,6 +71,8 @@ def fold_walk(data_dir: DataDir, top: str, fold: Fold[R], on_error: WalkErrorHan
 
 
 def _forked(data_dir: DataDir, top: str, fold: Fold[R], workers: int, on_error: WalkErrorHandler | None) -> list[R]:
+    import pickle  # noqa: F401 - imported once here, before the fork; a serial walk never needs it
+
     children: list[tuple[int, int]] = []
     try:
         for index in range(1, workers):
@@ -105,6 +106,8 @@ def _forked(data_dir: DataDir, top: str, fold: Fold[R], workers: int, on_error: 
 
 def _child(data_dir: DataDir, top: str, fold: Fold[R], share: Share, write_end: int) -> None:
     """Walk ``share``, send (result, errors) or the failure, and leave without running the parent's exit code."""
+    import pickle
+
     status = 1
     try:
         errors: list[tuple[str, OSError]] = []
@@ -122,6 +125,8 @@ def _child(data_dir: DataDir, top: str, fold: Fold[R], share: Share, write_end: 
 
 def _collect(pid: int, read_end: int) -> tuple[R, list[tuple[str, OSError]]]:
     """The answer of one worker, which is reaped whatever happens."""
+    import pickle
+
     try:
         with open(read_end, "rb") as pipe:
             payload = pipe.read()

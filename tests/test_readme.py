@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from datagc import cli
+from datagc import cli, parallel
 from datagc.config import KEYS, TEST_MODE_DEFAULTS, Key, display_value
 from datagc.exitcodes import LOCKED, Exit
 from datagc.units import format_duration
@@ -15,7 +15,7 @@ from datagc.units import format_duration
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 #: environment names the README may mention that are not configuration keys
-OTHER_ENV = {"DATAGC_CONFIG", "R2_ACCESS_KEY_ID", "TEST_MODE"}
+OTHER_ENV = {"DATAGC_CONFIG", "R2_ACCESS_KEY_ID", "TEST_MODE", parallel.THRESHOLD_ENV, parallel.WORKERS_ENV}
 
 
 def flags() -> dict[str, str]:
