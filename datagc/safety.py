@@ -75,9 +75,11 @@ class DataDir:
         EXDEV for a component on another filesystem or mount (its mount id is
         checked as it is opened, so a bind mount made while a pass runs is not
         entered: SPEC §7 rule 13), ENOENT if missing. The caller closes the
-        returned descriptor.
+        returned descriptor: always a file description of its own, never a
+        ``dup`` of DATA_DIR's, whose directory offset every copy (a forked walk
+        worker's too) would share and move.
         """
-        fd = os.dup(self.fd)
+        fd = os.open(".", DIR_FLAGS, dir_fd=self.fd)
         walked = ""
         try:
             for part in _parts(relpath):
@@ -237,7 +239,7 @@ def count_entries(data_dir: DataDir, top: str, limit: int) -> int:
                 with contextlib.suppress(OSError):
                     child = os.open(name, DIR_FLAGS, dir_fd=fd)
                     child_path = join_path(path, name)
-                    if os.fstat(child).st_dev != data_dir.dev or child_path in data_dir.mount_points:
+                    if not data_dir.same_mount(child) or child_path in data_dir.mount_points:
                         os.close(child)
                     else:
                         pending.append((child_path, child))
