@@ -4,17 +4,29 @@ One walk of all of DATA_DIR (each file once) streams the media files to the
 eviction planner and, on the way, counts the allocated bytes of every
 top-level entry (each inode once), so that when eviction is not enough the
 report can say which entries hold the space.
+
+``plan_on_walk`` splits that walk across cores (``datagc.parallel``): each
+worker counts its share and plans over its share's media files; the parent
+adds the counts up and plans once more over the union of the workers'
+victims. That union holds every victim of a plan over the whole tree (the
+victims a worker contributes are a prefix of its own share's eviction order,
+and its own plan took the shortest prefix that frees what is needed), so the
+second plan is the plan a serial walk makes.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from datagc.eviction import Tally
+from datagc.eviction import PressurePlan, Tally
 from datagc.facts import FileStat
-from datagc.safety import DataDir, iter_files
+from datagc.model import Delete
+from datagc.parallel import fold_walk
+from datagc.safety import FILE, DataDir, Share, WalkEntry
+
+Planner = Callable[[Iterable[FileStat]], PressurePlan]
 
 
 @dataclass
@@ -24,7 +36,8 @@ class Holdings:
 
     entries: dict[str, Tally] = field(default_factory=dict)
     errors: list[tuple[str, OSError]] = field(default_factory=list)
-    _linked: set[tuple[int, int]] = field(default_factory=set)
+    #: files with other hard links, counted once when the walk is over: (dev, inode) -> (entry, allocated)
+    linked: dict[tuple[int, int], tuple[str, int]] = field(default_factory=dict)
 
     @property
     def total_bytes(self) -> int:
@@ -36,38 +49,101 @@ class Holdings:
     def on_error(self, path: str, error: OSError) -> None:
         self.errors.append((path, error))
 
+    def add(self, other: Holdings) -> None:
+        """Count ``other`` (another share of the same walk) in."""
+        for name, tally in other.entries.items():
+            mine = self.entries.setdefault(name, Tally())
+            mine.files += tally.files
+            mine.bytes += tally.bytes
+        for key, seen in other.linked.items():
+            if key not in self.linked or seen < self.linked[key]:
+                self.linked[key] = seen
 
-def walk_media(data_dir: DataDir, media_dirs: Sequence[str], holdings: Holdings) -> Iterator[FileStat]:
-    """Walk all of DATA_DIR once, streaming the regular files of the media directories.
+    def settle(self) -> None:
+        """Count each hard-linked inode once, under the first entry (in name order) that holds a link to it."""
+        for name, allocated in self.linked.values():
+            self.entries.setdefault(name, Tally()).add(allocated)
+        self.linked.clear()
 
-    Every file's allocated bytes are added to ``holdings`` on the way.
-    """
+
+def media_of(entries: Iterator[WalkEntry], media_dirs: Sequence[str], holdings: Holdings) -> Iterator[FileStat]:
+    """The regular files of the media directories among ``entries``; every file is counted in ``holdings``
+    (files with other hard links in ``holdings.linked``, until ``settle``)."""
     media = frozenset(media_dirs)
     prefixes = tuple(f"{directory}/" for directory in media_dirs)
     current: str | None = None
     in_media = False
     entry = Tally()
-    for directory, name, st in iter_files(data_dir, on_error=holdings.on_error):
+    for kind, directory, name, st in entries:
+        if kind is not FILE:
+            continue
+        assert st is not None
         if directory is not current:
             current = directory
             in_media = directory in media or directory.startswith(prefixes)
             if directory:
                 entry = holdings.entries.setdefault(directory.partition("/")[0], Tally())
         allocated = st.st_blocks * 512
-        if st.st_nlink == 1 or _first_sight(holdings, st):
+        top = directory.partition("/")[0] if directory else name
+        if st.st_nlink == 1:
             counted = entry if directory else holdings.entries.setdefault(name, Tally())
             counted.files += 1
             counted.bytes += allocated
+        else:
+            key = (st.st_dev, st.st_ino)
+            if key not in holdings.linked or (top, allocated) < holdings.linked[key]:
+                holdings.linked[key] = (top, allocated)
         if in_media:
-            yield FileStat(
-                f"{directory}/{name}", st.st_mtime_ns, st.st_size, allocated, st.st_nlink, st.st_dev, st.st_ino,
-                st.st_ctime_ns,
-            )
+            yield FileStat.of(f"{directory}/{name}", st)
 
 
-def _first_sight(holdings: Holdings, st: os.stat_result) -> bool:
-    key = (st.st_dev, st.st_ino)
-    if key in holdings._linked:
-        return False
-    holdings._linked.add(key)
-    return True
+@dataclass
+class _Part:
+    """What one worker sends back: its census, and its plan with the victims as plain tuples."""
+
+    holdings: Holdings
+    plan: PressurePlan
+    victims: list[tuple[Any, ...]]
+
+
+def plan_on_walk(data_dir: DataDir, media_dirs: Sequence[str], planner: Planner) -> tuple[PressurePlan, Holdings]:
+    """Walk all of DATA_DIR (split across cores when it is large), count it and plan with ``planner``."""
+    census = Holdings()
+
+    def fold(entries: Iterator[WalkEntry], share: Share | None) -> _Part:
+        holdings = Holdings()
+        plan = planner(media_of(entries, media_dirs, holdings))
+        if share is None:
+            return _Part(holdings, plan, [])
+        victims = [tuple(_as_file(action)) for action in plan.actions if isinstance(action, Delete)]
+        plan.actions = []  # a worker sends its victims only; the parent plans again over all of them
+        return _Part(holdings, plan, victims)
+
+    parts = fold_walk(data_dir, "", fold, census.on_error)
+    for part in parts:
+        census.add(part.holdings)
+    census.settle()
+    if len(parts) == 1 and not parts[0].victims:
+        return parts[0].plan, census
+    victims = sorted(victim for part in parts for victim in part.victims)
+    plan = planner(map(FileStat._make, victims))
+    _add_spared(plan, [part.plan for part in parts])
+    return plan, census
+
+
+def _as_file(action: Delete) -> FileStat:
+    """The file a victim was when the worker saw it (a victim has one link, so nothing is lost)."""
+    identity = action.identity
+    return FileStat(action.path, identity.mtime_ns, identity.size, action.bytes, 1, identity.dev, identity.ino,
+                    identity.ctime_ns)
+
+
+def _add_spared(plan: PressurePlan, parts: Sequence[PressurePlan]) -> None:
+    """The second plan saw only victims: what the workers counted and spared is theirs, added up."""
+    plan.eligible = [Tally(sum(part.eligible[rank].files for part in parts),
+                           sum(part.eligible[rank].bytes for part in parts)) for rank in range(len(plan.eligible))]
+    for name in ("too_young", "protected", "hard_linked"):
+        tallies = [getattr(part, name) for part in parts]
+        setattr(plan, name, Tally(sum(t.files for t in tallies), sum(t.bytes for t in tallies)))
+    plan.kept = sorted((kept for part in parts for kept in part.kept), key=lambda kept: kept.path)
+    plan.held_open = sorted((held for part in parts for held in part.held_open), key=lambda held: held[0].path)

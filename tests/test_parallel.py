@@ -4,7 +4,9 @@ rules as the serial paths, on real trees with symlinks, FIFOs, hard links and re
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -211,3 +213,42 @@ def test_parallel_unlinks_recheck_every_file_and_report_in_plan_order(
     assert [kept.path for kept in step.kept] == [path for path in paths if path in changed]
     assert all(not (root / path).exists() for path in gone)
     assert all((root / path).stat().st_size == 1001 for path in changed)
+
+
+def test_pressure_chooses_the_same_victims_split_or_not() -> None:
+    """Several hundred files of distinct ages, some referenced or shown on the CDN by the feed, some protected,
+    one hard-linked across top-level entries: the split walk plans exactly what the serial one does."""
+    now = time.time()
+    with tmpfs(16 * MiB) as root:
+        files = []
+        for index in range(600):
+            directory = ("images", "videos", "voice/old", "bid-images")[index % 4]
+            name = f"cache-{index}.png" if index % 50 == 7 else f"{index}.bin"
+            path = root / directory / f"day-{index % 9}" / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"m" * 3000)
+            age = 2 * 86400 + (index * 7919 % 600) * 60
+            os.utime(path, (now - age, now - age))
+            files.append(path.relative_to(root).as_posix())
+        os.link(root / files[3], root / "archive-linked.bin")
+        posts = [{"id": f"p{i}", "imageUrl": f"/{files[i]}" if i % 2 else f"https://cdn.example.com/{files[i]}"}
+                 for i in range(0, 600, 11)]
+        (root / "posts.json").write_text(json.dumps(posts, indent=2))
+        st = os.statvfs(root)
+        used = (st.f_blocks - st.f_bfree) * st.f_frsize
+        target = (used - 150 * 4096) / (used + st.f_bavail * st.f_frsize)
+        argv = ("pressure", "--dry-run", "--json", "--data-dir", str(root), "--threshold", f"{target:.9f}",
+                "--target", f"{target:.9f}", "--min-age", "1d", "--cdn")
+
+        def plan(env: dict[str, str]) -> tuple[int, list[object], list[object], list[object]]:
+            result = run_datagc(*argv, env=env)
+            step = result.json()["steps"][0]
+            actions = [{key: value for key, value in action.items() if key != "age_seconds"}
+                       for action in step["actions"]]  # the clock moves between runs
+            facts = [step.get(key) for key in ("needed_bytes", "victims", "eligible", "spared", "holders")]
+            return result.code, actions, sorted(step["kept"], key=str), facts
+
+        serial_plan = plan({parallel.WORKERS_ENV: "1"})
+        assert 100 < len(serial_plan[1]) < 300
+        for workers in ("2", "3"):
+            assert plan({parallel.THRESHOLD_ENV: "0", parallel.WORKERS_ENV: workers}) == serial_plan

@@ -37,13 +37,14 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import functools
 import os
 from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from datagc import cdn, feed, leftovers, limits, openfiles
 from datagc.cdn import is_media_path
-from datagc.census import Holdings, walk_media
+from datagc.census import Holdings, plan_on_walk
 from datagc.eviction import (
     CLASS_DETAILS,
     CLASS_NAMES,
@@ -133,18 +134,17 @@ def _observe_and_plan(
     ctx: PassContext, need: Need, open_files: OpenFiles, published: Container[str], index: feed.FeedIndex
 ) -> PressurePass:
     config = ctx.config
-    census = Holdings()
-    plan = plan_pressure(
-        walk_media(ctx.data_dir, config.sweep.media_dirs, census),
-        need,
-        config.pressure,
+    plan, census = plan_on_walk(ctx.data_dir, config.sweep.media_dirs, functools.partial(
+        plan_pressure,
+        need=need,
+        settings=config.pressure,
         spared=Veto(config).spares,
         published=published,
         local_refs=index.local_refs,
         cdn_enabled=config.cdn.enabled,
         now=ctx.now,
         open_files=open_files,
-    )
+    ))
     values = {f.name: getattr(plan, f.name) for f in dataclasses.fields(PressurePlan)}
     return PressurePass(**values, census=census)
 
