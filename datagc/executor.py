@@ -28,7 +28,7 @@ reports the nulls (and restores) it actually wrote.
 from __future__ import annotations
 
 import errno
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from datagc import feed, parallel, safety
 from datagc.cdn import local_paths
@@ -150,23 +150,22 @@ def _unlink_all(data_dir: safety.DataDir, deletes: list[Delete], nulled: set[str
     deleted: list[str] = []
     changed: list[str] = []
     with safety.DirCache(data_dir) as dirs:
-        outcomes = _unlink_each(dirs, deletes)
-    for action, outcome in zip(deletes, outcomes, strict=True):
-        if isinstance(outcome, FileNotFoundError):
-            continue  # its directory vanished: so did the file
-        if isinstance(outcome, OSError):
-            if outcome.errno in _NOT_A_DIRECTORY_ANY_MORE:
+        for action, outcome in zip(deletes, _unlink_each(dirs, deletes), strict=True):
+            if isinstance(outcome, FileNotFoundError):
+                continue  # its directory vanished: so did the file
+            if isinstance(outcome, OSError):
+                if outcome.errno in _NOT_A_DIRECTORY_ANY_MORE:
+                    changed.append(action.path)
+                    continue
+                why = note("delete-failed", path=action.path, strerror=outcome.strerror or str(outcome))
+                step.fail(why, outcome.errno)
+                step.kept.append(Kept(action.path, why))
+            elif outcome == safety.UNLINKED:
+                step.actions.append(action)
+                step.reclaimed_bytes += action.bytes
+                deleted.append(action.path)
+            elif outcome == safety.CHANGED:
                 changed.append(action.path)
-                continue
-            why = note("delete-failed", path=action.path, strerror=outcome.strerror or str(outcome))
-            step.fail(why, outcome.errno)
-            step.kept.append(Kept(action.path, why))
-        elif outcome == safety.UNLINKED:
-            step.actions.append(action)
-            step.reclaimed_bytes += action.bytes
-            deleted.append(action.path)
-        elif outcome == safety.CHANGED:
-            changed.append(action.path)
     for path in changed:
         step.kept.append(Kept(path, note("changed-since-planned", nulled=path in nulled)))
     if changed:
@@ -181,13 +180,14 @@ UNLINK_THREADS = 4
 _Outcome = str | OSError
 
 
-def _unlink_each(dirs: safety.DirCache, deletes: Sequence[Delete]) -> list[_Outcome]:
+def _unlink_each(dirs: safety.DirCache, deletes: Sequence[Delete]) -> Iterator[_Outcome]:
     """``safety.unlink_if_unchanged`` for every planned file (its re-check, then its unlink), in plan order.
 
     Directories are opened here, one thread, each once; for a large plan the
     checks and unlinks then run from ``UNLINK_THREADS`` threads (both release
-    the GIL), in contiguous slices, and the outcomes come back in plan order.
-    ``DATAGC_PARALLEL_THRESHOLD`` lowers the size from which they do (0: always).
+    the GIL), in contiguous slices, and the outcomes are yielded in plan order
+    as their slice completes. ``DATAGC_PARALLEL_THRESHOLD`` lowers the size
+    from which they do (0: always).
     """
     tasks: list[tuple[int, str, safety.FileIdentity] | OSError] = []
     opened: dict[str, int | OSError] = {}
@@ -202,13 +202,18 @@ def _unlink_each(dirs: safety.DirCache, deletes: Sequence[Delete]) -> list[_Outc
         tasks.append(dir_fd if isinstance(dir_fd, OSError) else (dir_fd, name, action.identity))
     threshold = min(PARALLEL_UNLINKS, parallel.threshold())
     if len(tasks) < max(threshold, 2):
-        return _run_tasks(tasks)
+        yield from _run_tasks(tasks)
+        return
     from concurrent.futures import ThreadPoolExecutor  # only large plans need it
 
     size = max(64, len(tasks) // (UNLINK_THREADS * 8))
     slices = [tasks[start:start + size] for start in range(0, len(tasks), size)]
-    with ThreadPoolExecutor(UNLINK_THREADS, thread_name_prefix="datagc-unlink") as pool:
-        return [outcome for part in pool.map(_run_tasks, slices) for outcome in part]
+    pool = ThreadPoolExecutor(UNLINK_THREADS, thread_name_prefix="datagc-unlink")
+    try:
+        for part in pool.map(_run_tasks, slices):
+            yield from part
+    finally:  # a caller that stops early: the slices not started are never unlinked (nor reported)
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _run_tasks(tasks: Sequence[tuple[int, str, safety.FileIdentity] | OSError]) -> list[_Outcome]:
