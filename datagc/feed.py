@@ -241,6 +241,36 @@ def _read_feed(dir_fd: int, feed: str) -> tuple[str, os.stat_result] | FeedProbl
         return FeedProblem(feed, str(error))
 
 
+#: the last parse of each feed file (by its path in DATA_DIR): reused while the file keeps its identity
+_PARSED: dict[str, tuple[safety.FileIdentity, frozenset[str], str, os.stat_result, list[FieldRef]]] = {}
+
+
+def _parse_feed(
+    dir_fd: int, feed: str, url_fields: Collection[str]
+) -> tuple[str, os.stat_result, list[FieldRef]] | FeedProblem | None:
+    """(text, stat, URL fields) of one feed, a FeedProblem, or None if the feed doesn't exist.
+
+    A feed is read and parsed again only when its identity (device, inode,
+    size, mtime, ctime: ``lstat`` of its name) differs from the one last
+    parsed: within a pass the planner, the nulling before the deletions and
+    the check after them read one unchanged feed once. The service replaces
+    the feed by rename (a new inode), and any write moves its ctime.
+    """
+    fields = frozenset(url_fields)
+    cached = _PARSED.get(feed)
+    name = safety.split_path(feed)[1]
+    if cached is not None and cached[1] == fields and safety.identity_at(dir_fd, name) == cached[0]:
+        return cached[2], cached[3], cached[4]
+    read = _read_feed(dir_fd, feed)
+    if not isinstance(read, tuple):
+        _PARSED.pop(feed, None)
+        return read
+    text, st = read
+    refs = scan_feed(text, fields)
+    _PARSED[feed] = (safety.FileIdentity.of(st), fields, text, st, refs)
+    return text, st, refs
+
+
 def index_feeds(data_dir: safety.DataDir, config: Config) -> FeedIndex:
     """Read every feed file once and index what it says about each media file."""
     index = FeedIndex()
@@ -250,7 +280,7 @@ def index_feeds(data_dir: safety.DataDir, config: Config) -> FeedIndex:
         dir_fd = _open_feed_dir(data_dir, feed)
         if isinstance(dir_fd, int):
             try:
-                read = _read_feed(dir_fd, feed)
+                read = _parse_feed(dir_fd, feed, config.feed.url_fields)
             finally:
                 os.close(dir_fd)
         else:
@@ -260,7 +290,7 @@ def index_feeds(data_dir: safety.DataDir, config: Config) -> FeedIndex:
         if isinstance(read, FeedProblem):
             index.problems.append(read)
             continue
-        for ref in scan_feed(read[0], config.feed.url_fields):
+        for ref in read[2]:
             null = FeedNull(path=feed, field=ref.field, url=ref.url, post=ref.post)
             for path in local_paths(ref.url, media_dirs):
                 index.local_refs.setdefault(path, []).append(null)
@@ -308,16 +338,16 @@ def _null_in_feed(dir_fd: int, feed: str, config: Config, targets: set[str], out
     named: set[str] = set()
     attempts = _Attempts()
     for _ in attempts:
-        read = _read_feed(dir_fd, feed)
+        read = _parse_feed(dir_fd, feed, config.feed.url_fields)
         if read is None:
             return
         if isinstance(read, FeedProblem):
             _block(outcome, read, targets)
             return
-        text, st = read
+        text, st, refs = read
         edits = []
         named = set()
-        for ref in scan_feed(text, config.feed.url_fields):
+        for ref in refs:
             hits = local_paths(ref.url, media_dirs) & targets
             if hits:
                 edits.append(ref)
