@@ -34,7 +34,7 @@ import stat
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import Any
+from typing import Any, cast
 
 from datagc import cdn, feed, leftovers, safety
 from datagc.config import Config
@@ -74,22 +74,29 @@ def media_files(
     may_go: Callable[[str, int], bool] = lambda path, mtime_ns: True,
 ) -> tuple[list[FileStat], int]:
     """The regular files under the media directories that ``may_go(path, mtime_ns)`` (no symlink, no other
-    filesystem), in path order, and how many files were seen. The walk is split across cores
-    (``datagc.parallel``): each worker sends back only its files that may go."""
+    filesystem), and how many files were seen. A large tree's walk is split across cores
+    (``datagc.parallel``): each worker sends back only its files that may go, and they come in path order
+    (the split varies from run to run); a serial walk's come in walk order."""
     found: list[tuple[Any, ...]] = []
     scanned = 0
+    split = False
     for top in _outermost(media_dirs):
-        for part, seen in fold_walk(data_dir, top, lambda entries, _: _candidates(entries, may_go), on_error):
+        parts = fold_walk(data_dir, top, lambda entries, share: _candidates(entries, share, may_go), on_error)
+        split = split or len(parts) > 1
+        for part, seen in parts:
             found.extend(part)
             scanned += seen
+    if not split:
+        return cast(list[FileStat], found), scanned  # a serial walk's are FileStat already
     found.sort()
     return list(map(FileStat._make, found)), scanned
 
 
 def _candidates(
-    entries: Iterator[safety.WalkEntry], may_go: Callable[[str, int], bool]
+    entries: Iterator[safety.WalkEntry], share: safety.Share | None, may_go: Callable[[str, int], bool]
 ) -> tuple[list[tuple[Any, ...]], int]:
-    """A walk's regular files that may go, as plain tuples (FileStat's fields: cheap to send), and its count."""
+    """A walk's regular files that may go, and its count; a worker's as plain tuples (FileStat's fields), which
+    pickle several times faster."""
     found: list[tuple[Any, ...]] = []
     scanned = 0
     for kind, directory, name, st in entries:
@@ -99,7 +106,8 @@ def _candidates(
         scanned += 1
         path = f"{directory}/{name}"
         if may_go(path, st.st_mtime_ns):
-            found.append(tuple(FileStat.of(path, st)))  # a plain tuple pickles several times faster
+            file = FileStat.of(path, st)
+            found.append(file if share is None else tuple(file))
     return found, scanned
 
 
