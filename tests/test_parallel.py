@@ -180,7 +180,7 @@ def test_audit_answers_the_same_split_or_not(tree: Path) -> None:
     for report in reports:
         assert report.code == serial_report.code
         answer = report.json()
-        for volatile in ("disk", "unaccounted_bytes", "deleted_open", "notes"):
+        for volatile in ("disk", "unaccounted_bytes", "deleted_open", "notes", "limits"):
             answer.pop(volatile, None)
             expected.pop(volatile, None)
         assert answer == expected
