@@ -231,7 +231,7 @@ def _run_tasks(tasks: Sequence[tuple[int, str, safety.FileIdentity] | OSError]) 
 
 def _apply_rotation(ctx: PassContext, action: Rotate, step: StepReport) -> None:
     """Rotate one log now (its cut is computed again: it grew since the plan) and record what happened."""
-    from datagc.tailcopy import failure_reason, rotate_path  # only rotations need the rotation machinery
+    from datagc.tailcopy import ORDER_WAIT_S, failure_reason, rotate_path  # only rotations need the machinery
 
     settings = ctx.config.rotate
     try:
@@ -248,6 +248,13 @@ def _apply_rotation(ctx: PassContext, action: Rotate, step: StepReport) -> None:
     if rotation.carried_bytes:
         carried = step.details.get("carried_bytes", 0)
         step.details["carried_bytes"] = (carried if isinstance(carried, int) else 0) + rotation.carried_bytes
+    orders = step.details.setdefault("writer_order", {})
+    if isinstance(orders, dict):
+        orders[rotation.path] = rotation.order_risk or "kept"
+    if rotation.order_risk == "no-lease":
+        step.notes.append(note("order-no-lease", path=rotation.path, why=rotation.lease_error))
+    elif rotation.order_risk == "held-open":
+        step.notes.append(note("order-held-open", path=rotation.path, wait=ORDER_WAIT_S))
     if rotation.writer_lingered:
         step.notes.append(note("writer-lingered", path=rotation.path))
     if rotation.carry_error:

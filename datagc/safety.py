@@ -396,22 +396,28 @@ def is_datagc_temp(name: str) -> bool:
     return TEMP_MARK in name
 
 
-def create_temp_like(dir_fd: int, name: str, like: os.stat_result) -> tuple[str, int]:
+def create_temp_like(
+    dir_fd: int, name: str, like: os.stat_result, on_create: Callable[[int], None] | None = None
+) -> tuple[str, int]:
     """Create datagc's temp for ``name`` with ``like``'s mode and owner.
 
-    Returns (temp name, writable fd). A stale temp of the same name (a crashed
-    datagc with a recycled pid) is replaced.
+    Returns (temp name, read-write fd). A stale temp of the same name (a crashed
+    datagc with a recycled pid) is replaced. ``on_create`` is called with the fd
+    while the temp is still datagc's own, before it gets ``like``'s owner (the
+    moment a file lease can be taken without CAP_LEASE).
     """
     temp = temp_name(name)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(temp, dir_fd=dir_fd)
     fd = os.open(
         temp,
-        os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+        os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
         0o600,
         dir_fd=dir_fd,
     )
     try:
+        if on_create is not None:
+            on_create(fd)
         os.fchmod(fd, stat.S_IMODE(like.st_mode))
         if (like.st_uid, like.st_gid) != (os.geteuid(), os.getegid()):
             with contextlib.suppress(PermissionError):  # not root: the file stays ours

@@ -1,4 +1,4 @@
-"""Lossless keep-the-tail rotation of an append-only log (SPEC §7 rules 4 and 5).
+"""Lossless, order-keeping keep-the-tail rotation of an append-only log (SPEC §7 rules 4, 5 and 15).
 
 One rotation, for writers that open the path, append one line and close
 (Node's ``fs.appendFile``):
@@ -9,18 +9,15 @@ One rotation, for writers that open the path, append one line and close
    (with the log's mode and owner) inside the kernel (``copy_file_range``), then
    the complete lines appended meanwhile, until the size stops growing. The
    temp always ends on a line boundary; a partial last line (a writer
-   mid-append) waits until it is complete.
+   mid-append) waits until it is complete. A write lease is taken on the temp
+   as soon as it exists (:mod:`datagc.carryover`).
 3. The temp is fsynced and renamed over the log; the directory is fsynced.
    Until this rename the log is untouched: any failure (ENOSPC included)
    removes the temp and leaves the log as it was.
 4. Writers that opened the old path before the rename may still append to the
-   old inode. It is kept open and whatever it gains is appended to the new log,
-   complete lines in one ``write`` each (O_APPEND, so never inside a line the
-   service is appending by path). A read lease on the old inode tells exactly
-   when no writer has it open any more; where leases are unavailable (another
-   owner without CAP_LEASE, a filesystem without them), a quiet period of
-   ``QUIET_S`` is waited for instead. A partial line left at the end is
-   carried over as it is, never dropped.
+   old inode: :func:`datagc.carryover.carry_late_lines` appends what it gains
+   to the new log while the lease holds every writer's next ``open()`` back,
+   so each writer's lines stay in the order it wrote them.
 
 A writer that keeps the log open for good (a long-lived descriptor) is not
 waited for beyond ``max_wait``: what it writes afterwards goes to the unlinked
@@ -30,33 +27,28 @@ old inode. That limitation is reported, never hidden.
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
-import signal
 import stat
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from datagc.carryover import (
+    CHUNK,
+    MAX_WAIT_S,
+    ORDER_WAIT_S,
+    SETTLE_S,
+    Carried,
+    NewLogLease,
+    OrderRisk,
+    carry_late_lines,
+)
 from datagc.model import Rotate
 from datagc.safety import DataDir, commit_temp, create_temp_like, discard_temp, split_path
 
 #: Bytes read per step when searching backwards for line ends.
 BLOCK = 256 * 1024
-#: Bytes read per step when carrying appended lines over after the rename.
-CHUNK = 1024 * 1024
-#: How long a read lease on the old inode must stay unbroken to be done with it.
-SETTLE_S = 0.02
-#: Without leases: how long the old inode must stop growing to be done with it. Longer, because it must
-#: also cover a writer that opened the old path just before the rename and was descheduled before writing.
-QUIET_S = 0.1
-#: How long to wait at most for writers still holding the old inode open.
-MAX_WAIT_S = 2.0
 #: Rounds of copying what was appended before the rename (the rest is caught up after it).
 PRE_RENAME_ROUNDS = 8
-_POLL_S = 0.005
-#: How long to wait at most for the new log to end on a line boundary before appending to it.
-LINE_END_WAIT_S = 0.05
 #: copy_file_range can't do it here: copy through user space instead.
 _NO_KERNEL_COPY = frozenset({errno.EXDEV, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS, errno.EBADF})
 
@@ -158,6 +150,10 @@ class Rotation:
     #: a failure after the rename while carrying appended lines over (the rotation itself stands)
     carry_error: str | None = None
     uncarried_bytes: int = 0
+    #: None when each writer's order is kept; else why it may not be (see :data:`datagc.carryover.OrderRisk`)
+    order_risk: OrderRisk | None = None
+    #: why the new log could not be leased (with order_risk "no-lease")
+    lease_error: str | None = None
 
     @property
     def action(self) -> Rotate:
@@ -183,6 +179,7 @@ def rotate_path(
     *,
     settle: float = SETTLE_S,
     max_wait: float = MAX_WAIT_S,
+    order_wait: float = ORDER_WAIT_S,
 ) -> Rotation:
     """Rotate the log at ``path`` (relative to DATA_DIR); see :func:`rotate_log`."""
     if path in data_dir.mount_points:
@@ -191,7 +188,7 @@ def rotate_path(
     dir_fd = data_dir.open_dir(head)
     try:
         return rotate_log(dir_fd, name, path, keep_lines, keep_bytes, dev=data_dir.dev,
-                          settle=settle, max_wait=max_wait)
+                          settle=settle, max_wait=max_wait, order_wait=order_wait)
     finally:
         os.close(dir_fd)
 
@@ -206,6 +203,7 @@ def rotate_log(
     dev: int,
     settle: float = SETTLE_S,
     max_wait: float = MAX_WAIT_S,
+    order_wait: float = ORDER_WAIT_S,
 ) -> Rotation:
     """Keep only the tail of the log ``name`` in ``dir_fd``, losing no line appended meanwhile.
 
@@ -226,11 +224,10 @@ def rotate_log(
             raise OSError(errno.EINVAL, f"has no line end in its last {keep_bytes} bytes (rotate.keep_bytes)", path)
         if cut.start == 0:
             return Rotation(path, cut, rotated=False)
-        temp, dst = create_temp_like(dir_fd, name, before)
-        view = -1
+        lease = NewLogLease()
+        temp, dst = create_temp_like(dir_fd, name, before, on_create=lease.take)
         try:
             try:
-                view = os.open(temp, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
                 pos = _copy_before_rename(src, dst, cut)
                 os.fsync(dst)
                 _check_same_file(dir_fd, name, before, path)
@@ -238,11 +235,11 @@ def rotate_log(
             except BaseException:
                 discard_temp(dir_fd, temp)
                 raise
-            return _carry_after_rename(_Carry(src, dst, view, pos), path, cut, settle, max_wait)
+            carried = carry_late_lines(src, dst, pos, lease, settle=settle, max_wait=max_wait,
+                                       order_wait=order_wait)
+            return _outcome(path, cut, carried, lease, os.fstat(src), os.fstat(dst))
         finally:
             os.close(dst)
-            if view >= 0:
-                os.close(view)
     finally:
         os.close(src)
 
@@ -271,154 +268,22 @@ def _check_same_file(dir_fd: int, name: str, before: os.stat_result, path: str) 
         raise OSError(errno.EAGAIN, "was replaced by another file while being rotated", path)
 
 
-def _carry_after_rename(carry: _Carry, path: str, cut: Cut, settle: float, max_wait: float) -> Rotation:
-    """Append to the new log what the old inode gains until no writer holds it; report the rotation."""
-    src, dst = carry.src, carry.dst
-    fcntl.fcntl(dst, fcntl.F_SETFL, fcntl.fcntl(dst, fcntl.F_GETFL) | os.O_APPEND)
-    lingered = False
-    error: str | None = None
-    try:
-        lingered = not _wait_for_writers(carry, settle, max_wait)
-        carry.pull()
-        carry.flush_partial()
-        os.fsync(dst)
-    except OSError as failure:
-        error = failure.strerror or str(failure)
-    old = os.fstat(src)
-    new = os.fstat(dst)
+def _outcome(path: str, cut: Cut, carried: Carried, lease: NewLogLease, old: os.stat_result,
+             new: os.stat_result) -> Rotation:
     # renamed over, the old inode has no name left (nlink 0) unless the log had other hard links
-    freed = old.st_blocks * 512 if old.st_nlink == 0 and not lingered else 0
-    reclaimed = max(0, freed - new.st_blocks * 512)
+    freed = old.st_blocks * 512 if old.st_nlink == 0 and not carried.lingered else 0
     return Rotation(
         path,
         cut,
         rotated=True,
-        carried_bytes=max(0, carry.done - cut.size),
-        reclaimed_bytes=reclaimed,
-        writer_lingered=lingered,
-        carry_error=error,
-        uncarried_bytes=max(0, old.st_size - carry.done),
+        carried_bytes=max(0, carried.done - cut.size),
+        reclaimed_bytes=max(0, freed - new.st_blocks * 512),
+        writer_lingered=carried.lingered,
+        carry_error=carried.error,
+        uncarried_bytes=max(0, old.st_size - carried.done),
+        order_risk=carried.order_risk,
+        lease_error=lease.error,
     )
-
-
-class _Carry:
-    """Appends what the old inode gains past ``pos`` to the new log, complete lines per ``write``.
-
-    ``view`` reads the new log, to append only where it ends on a line boundary.
-    """
-
-    def __init__(self, src: int, dst: int, view: int, pos: int) -> None:
-        self.src = src
-        self.dst = dst
-        self.view = view
-        self.pos = pos  # read from the old inode up to here
-        self.pending = bytearray()  # read, not yet written: a line still being appended
-
-    @property
-    def done(self) -> int:
-        """The old inode is in the new log up to here."""
-        return self.pos - len(self.pending)
-
-    def pull(self) -> bool:
-        """Carry over the complete lines appended since the last pull; True if the old inode grew."""
-        size = os.fstat(self.src).st_size
-        grew = size > self.pos
-        while self.pos < size:
-            data = os.pread(self.src, min(CHUNK, size - self.pos), self.pos)
-            if not data:
-                break
-            self.pos += len(data)
-            end = data.rfind(b"\n") + 1
-            if end == 0:
-                self.pending += data
-                continue
-            self.pending += data[:end]
-            self._write_pending()
-            self.pending += data[end:]
-        return grew
-
-    def flush_partial(self) -> None:
-        """Append a line that stayed incomplete as it is: carried over, never dropped."""
-        self._write_pending()
-
-    def _write_pending(self) -> None:
-        if not self.pending:
-            return
-        self._wait_for_line_end()
-        data = memoryview(bytes(self.pending))
-        written = 0
-        try:
-            while written < len(data):
-                written += os.write(self.dst, data[written:])
-        finally:
-            del self.pending[:written]
-
-
-    def _wait_for_line_end(self) -> None:
-        """Wait, briefly, until the new log ends with a newline.
-
-        The service appends a line in one ``write``, which the kernel never
-        interleaves with ours; a writer that spreads a line over several writes
-        could otherwise find one of ours inside it. A line that stays torn
-        (its writer died) is appended to after ``LINE_END_WAIT_S``, as the
-        service's next append would.
-        """
-        deadline = time.monotonic() + LINE_END_WAIT_S
-        while time.monotonic() < deadline:
-            size = os.fstat(self.view).st_size
-            if size == 0 or os.pread(self.view, 1, size - 1) == b"\n":
-                return
-            time.sleep(_POLL_S / 10)
-
-
-def _wait_for_writers(carry: _Carry, settle: float, max_wait: float) -> bool:
-    """Carry lines over until no writer holds the old inode; False if one still did after ``max_wait``."""
-    deadline = time.monotonic() + max_wait
-    use_lease = _lease_signal_set(carry.src)
-    quiet_since = time.monotonic()
-    while True:
-        if carry.pull():
-            quiet_since = time.monotonic()
-        if use_lease:
-            quiet = _quiet_under_lease(carry, settle)
-            if quiet is None:
-                use_lease = False
-            elif quiet:
-                return True
-        elif time.monotonic() - quiet_since >= QUIET_S:
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(_POLL_S)
-
-
-def _lease_signal_set(fd: int) -> bool:
-    """Have a lease break on ``fd`` signal SIGURG (ignored by default) instead of SIGIO (fatal)."""
-    try:
-        fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGURG)
-    except OSError:
-        return False
-    return True
-
-
-def _quiet_under_lease(carry: _Carry, settle: float) -> bool | None:
-    """Whether no writer has the old inode open, held so for ``settle`` seconds; None if leases don't work here.
-
-    A read lease is granted only while nobody has the file open for writing.
-    While it is held, a writer that resolved the old path just before the
-    rename and opens it now breaks the lease (and waits for its release), so
-    a lease still intact after ``settle`` means nobody can write there any more.
-    """
-    try:
-        fcntl.fcntl(carry.src, fcntl.F_SETLEASE, fcntl.F_RDLCK)
-    except OSError as error:
-        return False if error.errno == errno.EAGAIN else None
-    try:
-        time.sleep(settle)
-        carry.pull()
-        return bool(fcntl.fcntl(carry.src, fcntl.F_GETLEASE) == fcntl.F_RDLCK)
-    finally:
-        fcntl.fcntl(carry.src, fcntl.F_SETLEASE, fcntl.F_UNLCK)
 
 
 # --- copying --------------------------------------------------------------------

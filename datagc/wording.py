@@ -175,6 +175,13 @@ SENTENCES: dict[str, Callable[[Fields], str]] = {
     "writer-lingered": lambda f: f"{f['path']}: a process still held the old log open for writing; what it writes "
                                  "from now on goes to the old, unlinked file and is lost to the new log (restart "
                                  "that writer; see README, 'Writers that keep the log open')",
+    "order-no-lease": lambda f: f"{f['path']}: the new log could not be leased ({f['why']}), so writers were not "
+                                "held back while the old log's last lines were carried over: a line appended just "
+                                "before the rotation may follow the same writer's next line (see README, 'Each "
+                                "writer's order')",
+    "order-held-open": lambda f: f"{f['path']}: a process kept the old log open for writing, so writers were let "
+                                 f"in after {f['wait']:g}s: lines carried over after that may follow newer lines of "
+                                 "the same writer",
     "carry-error": lambda f: f"{f['path']}: rotated, but {f['bytes']} bytes appended during the rotation could not "
                              f"be carried into the new log ({f['error']})",
     # running
