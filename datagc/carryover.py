@@ -100,12 +100,15 @@ class Carried:
 
 
 def carry_late_lines(
-    src: int, dst: int, pos: int, lease: NewLogLease, *, settle: float, max_wait: float, order_wait: float
+    src: int, dst: int, dir_fd: int, pos: int, lease: NewLogLease, *, settle: float, max_wait: float,
+    order_wait: float,
 ) -> Carried:
     """Append to ``dst`` (the new log) what ``src`` (the old inode) gains past ``pos`` until no writer holds it.
 
     Releases ``lease`` once done, or after ``order_wait`` if a writer keeps
     the old inode open for writing (then carrying goes on, up to ``max_wait``).
+    Then fsyncs the new log and its directory ``dir_fd`` (the rename), with
+    writers already let in.
     """
     fcntl.fcntl(dst, fcntl.F_SETFL, fcntl.fcntl(dst, fcntl.F_GETFL) | os.O_APPEND)
     carry = _Carry(src, dst, pos, lease)
@@ -119,6 +122,7 @@ def carry_late_lines(
         finally:
             lease.release()
         os.fsync(dst)
+        os.fsync(dir_fd)
     except OSError as failure:
         error = failure.strerror or str(failure)
     return Carried(carry.done, lingered, carry.order_risk, error)

@@ -435,10 +435,11 @@ def discard_temp(dir_fd: int, temp: str) -> None:
         os.unlink(temp, dir_fd=dir_fd)
 
 
-def commit_temp(dir_fd: int, temp: str, name: str) -> None:
-    """Rename the (already fsynced) temp over ``name``, then fsync the directory."""
+def commit_temp(dir_fd: int, temp: str, name: str, *, sync_dir: bool = True) -> None:
+    """Rename the (already fsynced) temp over ``name``, then fsync the directory (unless the caller will)."""
     os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-    os.fsync(dir_fd)
+    if sync_dir:
+        os.fsync(dir_fd)
 
 
 def atomic_rewrite(dir_fd: int, name: str, content: bytes, like: os.stat_result) -> None:
