@@ -202,3 +202,19 @@ def test_the_report_names_a_rotation_without_leases(tmp_path: Path) -> None:
     assert result.returncode == Exit.ROTATED, result.stderr
     assert "events.jsonl: the new log could not be leased (Invalid argument)" in result.stdout + result.stderr
     assert log.read_bytes() == b"".join(b"old %06d\n" % i for i in range(99_990, 100_000))
+
+
+@pytest.mark.parametrize("leases", [True, False], ids=["lease", "no-lease"])
+def test_the_json_report_says_whether_each_writers_order_was_kept(tmp_path: Path, leases: bool) -> None:
+    name = os.fsdecode(b"ev\xffents.jsonl")  # a hostile name: the report stays valid UTF-8
+    log = tmp_path / name
+    log.write_bytes(b"".join(b"old %06d\n" % i for i in range(100_000)))
+    wrapper = [] if leases else [sys.executable, "-c", NO_LEASES]
+    result = subprocess.run(
+        [*wrapper, DATAGC, "rotate", "--json", "--data-dir", str(tmp_path), "--max-bytes", "256KiB",
+         "--keep-lines", "10"], capture_output=True, text=True, env=clean_env({"DATAGC_ROTATE_LOGS": name}),
+        timeout=120, check=False)
+    assert result.returncode == Exit.ROTATED, result.stderr
+    step = orjson.loads(result.stdout)["steps"][0]
+    assert step["writer_order"] == {"ev\\xffents.jsonl": "kept" if leases else "no-lease"}
+    assert any("could not be leased" in note for note in step["notes"]) != leases
