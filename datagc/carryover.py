@@ -62,6 +62,8 @@ class NewLogLease:
         self.fd = -1
         #: why it could not be taken (the filesystem or the kernel refused it)
         self.error: str | None = None
+        #: when it was released (``time.monotonic()``), if it was ever held
+        self.released_at: float | None = None
 
     def take(self, fd: int) -> None:
         try:
@@ -83,6 +85,7 @@ class NewLogLease:
             with contextlib.suppress(OSError):
                 fcntl.fcntl(self.fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
             self.fd = -1
+            self.released_at = time.monotonic()
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,8 @@ class Carried:
     order_risk: OrderRisk | None
     #: a failure while carrying (the rotation itself stands)
     error: str | None
+    #: how long writers' appends were held back (from the rename to the lease's release)
+    held_s: float
 
 
 def carry_late_lines(
@@ -111,6 +116,7 @@ def carry_late_lines(
     writers already let in.
     """
     fcntl.fcntl(dst, fcntl.F_SETFL, fcntl.fcntl(dst, fcntl.F_GETFL) | os.O_APPEND)
+    started = time.monotonic()  # just after the rename: from now on, opens of the log wait for the lease
     carry = _Carry(src, dst, pos, lease)
     lingered = False
     error: str | None = None
@@ -125,7 +131,8 @@ def carry_late_lines(
         os.fsync(dir_fd)
     except OSError as failure:
         error = failure.strerror or str(failure)
-    return Carried(carry.done, lingered, carry.order_risk, error)
+    held = lease.released_at - started if lease.released_at is not None else 0.0
+    return Carried(carry.done, lingered, carry.order_risk, error, held)
 
 
 class _Carry:

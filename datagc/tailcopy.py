@@ -155,6 +155,8 @@ class Rotation:
     order_risk: OrderRisk | None = None
     #: why the new log could not be leased (with order_risk "no-lease")
     lease_error: str | None = None
+    #: how long the service's appends were held back by the lease (from the rename to its release)
+    held_seconds: float = 0.0
 
     @property
     def action(self) -> Rotate:
@@ -284,6 +286,7 @@ def _outcome(path: str, cut: Cut, carried: Carried, lease: NewLogLease, old: os.
         uncarried_bytes=max(0, old.st_size - carried.done),
         order_risk=carried.order_risk,
         lease_error=lease.error,
+        held_seconds=carried.held_s,
     )
 
 
