@@ -7,6 +7,8 @@ the test is skipped with the reason; it never passes silently.
 
     with tmpfs(4 * MiB) as root: ...
     with loop_ext4(16 * MiB) as root: ...
+    with loop_xfs(320 * MiB) as root: ...     # xfs wants 300 MiB at least
+    with overlay(64 * MiB) as root: ...       # overlayfs over a tmpfs, as a container's root
     with readonly_bind(some_dir) as view: ...   # same files, writes fail with EROFS
     with bind(source, existing_target): ...    # a file or directory mounted over another
     fill(root, leave_bytes=64 * KiB)           # make the filesystem (almost) full
@@ -101,6 +103,42 @@ def loop_ext4(size_bytes: int) -> Iterator[Path]:
                 _unmount(point)
         finally:
             image.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def loop_xfs(size_bytes: int) -> Iterator[Path]:
+    """An xfs filesystem in a ``size_bytes`` image (xfs wants 300 MiB at least), loop-mounted."""
+    if shutil.which("mkfs.xfs") is None:
+        pytest.skip("cannot make an xfs image: mkfs.xfs is not installed (Debian package xfsprogs)")
+    with _mount_point("datagc-xfs-") as point:
+        image = point.with_suffix(".img")
+        try:
+            with image.open("wb") as handle:
+                handle.truncate(size_bytes)
+            made = _run(["mkfs.xfs", "-q", "-f", str(image)])
+            if made.returncode != 0:
+                pytest.skip(f"cannot make an xfs image: mkfs.xfs failed: {made.stderr.strip()}")
+            _mount_or_skip(["mount", "-o", "loop", str(image), str(point)], f"a {size_bytes}-byte xfs loop image")
+            try:
+                yield point
+            finally:
+                _unmount(point)
+        finally:
+            image.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def overlay(size_bytes: int) -> Iterator[Path]:
+    """An overlayfs whose lower and upper directories are on a tmpfs of ``size_bytes`` (a container's root)."""
+    with tmpfs(size_bytes) as base:
+        for part in ("lower", "upper", "work", "merged"):
+            (base / part).mkdir()
+        options = f"lowerdir={base / 'lower'},upperdir={base / 'upper'},workdir={base / 'work'}"
+        _mount_or_skip(["mount", "-t", "overlay", "overlay", "-o", options, str(base / "merged")], "an overlayfs")
+        try:
+            yield base / "merged"
+        finally:
+            _unmount(base / "merged")
 
 
 @contextlib.contextmanager

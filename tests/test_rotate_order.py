@@ -23,7 +23,7 @@ from datagc import tailcopy
 from datagc.exitcodes import Exit
 from datagc.safety import DataDir
 from tests.helpers import DATAGC, clean_env
-from tests.mounts import MiB, _mount_or_skip, _mount_point, _run, _unmount, loop_ext4, tmpfs
+from tests.mounts import MiB, loop_ext4, loop_xfs, overlay, tmpfs
 from tests.order_support import RotateOnce, check_order_and_completeness, rotate_under_writers
 
 pytestmark = pytest.mark.mount
@@ -33,42 +33,6 @@ KEEP_LINES = 400
 MIN_BYTES = 128 * 1024
 ROTATIONS = 6
 KEEP_BYTES = MIN_BYTES // 2
-
-
-@contextlib.contextmanager
-def loop_xfs(size_bytes: int) -> Iterator[Path]:
-    """An xfs filesystem in a ``size_bytes`` image (xfs wants 300 MiB at least), loop-mounted."""
-    if shutil.which("mkfs.xfs") is None:
-        pytest.skip("cannot make an xfs image: mkfs.xfs is not installed (Debian package xfsprogs)")
-    with _mount_point("datagc-xfs-") as point:
-        image = point.with_suffix(".img")
-        try:
-            with image.open("wb") as handle:
-                handle.truncate(size_bytes)
-            made = _run(["mkfs.xfs", "-q", "-f", str(image)])
-            if made.returncode != 0:
-                pytest.skip(f"cannot make an xfs image: mkfs.xfs failed: {made.stderr.strip()}")
-            _mount_or_skip(["mount", "-o", "loop", str(image), str(point)], f"a {size_bytes}-byte xfs loop image")
-            try:
-                yield point
-            finally:
-                _unmount(point)
-        finally:
-            image.unlink(missing_ok=True)
-
-
-@contextlib.contextmanager
-def overlay(size_bytes: int) -> Iterator[Path]:
-    """An overlayfs whose lower and upper directories are on a tmpfs of ``size_bytes`` (a container's root)."""
-    with tmpfs(size_bytes) as base:
-        for part in ("lower", "upper", "work", "merged"):
-            (base / part).mkdir()
-        options = f"lowerdir={base / 'lower'},upperdir={base / 'upper'},workdir={base / 'work'}"
-        _mount_or_skip(["mount", "-t", "overlay", "overlay", "-o", options, str(base / "merged")], "an overlayfs")
-        try:
-            yield base / "merged"
-        finally:
-            _unmount(base / "merged")
 
 
 def in_process(root: Path) -> RotateOnce:
