@@ -25,6 +25,8 @@ demo: $(BIN)/datagc
 	$(BIN)/datagc run-all --data-dir $(DEMO_DIR) --cdn --cdn-public-url https://cdn.example.com; $(RECLAIM_OK)
 	@echo "== datagc run-all again (idempotent: nothing left to do)"
 	$(BIN)/datagc run-all --data-dir $(DEMO_DIR) --cdn --cdn-public-url https://cdn.example.com; $(RECLAIM_OK)
+	@echo "== the sample again, as it was, for the README's examples"
+	$(BIN)/python -m datagc.demo $(DEMO_DIR)
 
 test: $(BIN)/datagc lint tools
 	$(BIN)/pytest -q -p no:cacheprovider

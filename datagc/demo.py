@@ -6,6 +6,10 @@ service's event shapes, stores, a cache, a keypair, two feed-writer temps, and
 the media of ``sample/media.tsv`` with their mtimes set to their ages.
 
     python -m datagc.demo DIR [--events-mib N] [--scale F] [--sparse]
+
+DIR must be missing, empty, or a sample this command built before (it leaves
+a ``.datagc-demo`` marker): that one is rebuilt from scratch. Anything else is
+refused, so a mistyped path never loses data.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from importlib import resources
@@ -21,6 +26,8 @@ from pathlib import Path
 import orjson
 
 DAY = 86400.0
+#: left in a directory this module built, so that it may delete and rebuild it (and nothing else)
+MARKER = ".datagc-demo"
 
 
 @dataclass(frozen=True)
@@ -138,15 +145,33 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=0.1, help="media size factor (default 0.1)")
     parser.add_argument("--sparse", action="store_true", help="sparse media (no real allocation)")
     args = parser.parse_args()
-    if args.directory.exists():
-        shutil.rmtree(args.directory)
+    directory: Path = args.directory
+    if problem := _unusable(directory):
+        sys.stderr.write(f"datagc.demo: {directory} {problem}; nothing was changed (choose a new directory)\n")
+        raise SystemExit(2)
+    if (directory / MARKER).is_file():
+        shutil.rmtree(directory)
     build_sample(
         args.directory,
         real_bytes=not args.sparse,
         scale=args.scale,
         events_bytes=int(args.events_mib * 1024 * 1024),
     )
-    print(f"sample data directory ready: {args.directory}")
+    (directory / MARKER).write_text("built by python -m datagc.demo; it deletes and rebuilds this directory\n")
+    print(f"sample data directory ready: {directory}")
+
+
+def _unusable(directory: Path) -> str | None:
+    """Why ``directory`` must not be built in, or None: missing, empty or one of ours are fine."""
+    if directory.is_symlink():
+        return "is a symbolic link"
+    if not directory.exists():
+        return None
+    if not directory.is_dir():
+        return "exists and is not a directory"
+    if (directory / MARKER).is_file() or not any(directory.iterdir()):
+        return None
+    return f"is not empty and was not built by datagc.demo (it has no {MARKER} file)"
 
 
 if __name__ == "__main__":

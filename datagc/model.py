@@ -182,6 +182,8 @@ class RunReport:
     #: when the pass started (seconds since the epoch) and how long it ran, for metrics
     started_at: float = 0.0
     duration_seconds: float = 0.0
+    #: a dry run found another datagc's lock held (it planned anyway, without waiting)
+    other_pass_running: bool = False
 
     @property
     def reclaimed_bytes(self) -> int:

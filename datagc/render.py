@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -113,6 +113,7 @@ def run_json(report: RunReport) -> dict[str, Any]:
         "reclaimed_bytes": report.reclaimed_bytes,
         "disk_before": disk_json(report.disk_before),
         "disk_after": disk_json(report.disk_after),
+        "other_pass_running": report.other_pass_running,
         "steps": [step_json(step) for step in report.steps],
     }
 
@@ -186,12 +187,21 @@ def step_lines(step: StepReport, dry_run: bool, verbose: bool) -> list[str]:
     return lines
 
 
-def summary_line(report: RunReport) -> str:
+def busy_line(report: RunReport) -> str | None:
+    """What a dry run says when another datagc was working on the data directory."""
+    if not report.other_pass_running:
+        return None
+    return (f"another datagc is working on {report.data_dir} (it holds the lock); this dry run did not "
+            "wait for it, so a real pass run after it may find less to do")
+
+
+def summary_line(report: RunReport, sized: Callable[[int], str] = size) -> str:
+    """The last line; sizes ``sized`` as the rest of its view writes them (``2.1MB`` plain, ``2.1 MB`` rich)."""
     verb = "would reclaim" if report.dry_run else "reclaimed"
-    parts = [f"[janitor] {report.command}: {verb} {size(report.reclaimed_bytes)}"]
+    parts = [f"[janitor] {report.command}: {verb} {sized(report.reclaimed_bytes)}"]
     disk = report.disk_after or report.disk_before
     if disk is not None:
-        parts.append(f"disk {percent(disk.used_fraction)} used, {size(disk.free_bytes)} free")
+        parts.append(f"disk {percent(disk.used_fraction)} used, {sized(disk.free_bytes)} free")
     parts.append(f"exit {report.exit_code}")
     return "; ".join(parts)
 
@@ -288,6 +298,8 @@ class Renderer:
         else:
             for step in report.steps:
                 self.lines(step_lines(step, report.dry_run, self.verbose))
+            if busy := busy_line(report):
+                self.lines([f"[janitor] {busy}"])
             self.lines([summary_line(report)])
 
     def audit_report(self, report: AuditReport) -> None:
@@ -333,7 +345,7 @@ class Renderer:
         with console.status(label) as status:
 
             def update(files: int, total: int) -> None:
-                status.update(f"{label} {files:,} files, {size(total)}")
+                status.update(f"{label} {files:,} files, {people_size(total)}")
 
             yield update
 
@@ -347,13 +359,13 @@ class Renderer:
         for step in report.steps:
             table = Table(title=f"{step.name}: {step.status}", title_justify="left", expand=False)
             table.add_column("action")
-            table.add_column("path")
+            table.add_column("path", overflow="fold")  # never cut: two long names must stay apart
             table.add_column("why / what", overflow="fold")
             table.add_column("size", justify="right")
             for action in step.actions[:TABLE_ROWS]:
                 table.add_row(*map(_cell, _rich_row(action, report.dry_run)))
             if len(step.actions) > TABLE_ROWS:
-                table.add_row("…", f"and {len(step.actions) - TABLE_ROWS} more", "", "")
+                table.add_row("…", f"and {len(step.actions) - TABLE_ROWS:,} more", "", "")
             if step.actions:
                 console.print(table)
             else:
@@ -364,7 +376,9 @@ class Renderer:
                 for kept in step.kept:
                     console.print(escape(f"  kept {kept.path}: {text(kept.why)}"), markup=False)
         console.print(f"[bold]{title}[/bold]")
-        console.print(summary_line(report).removeprefix("[janitor] "), markup=False)
+        if busy := busy_line(report):
+            console.print(escape(busy), markup=False)
+        console.print(summary_line(report, people_size).removeprefix("[janitor] "), markup=False)
 
     def _rich_audit(self, report: AuditReport) -> None:
         from rich.table import Table
@@ -387,14 +401,14 @@ class Renderer:
             state = "[red]crossed[/red]" if limit.crossed else "ok"
             console.print(f"pressure limit {limit.name}: {limits_with_thresholds([limit])} — {state}")
         breakdown = Table(title="by top-level entry", title_justify="left")
-        breakdown.add_column("entry")
+        breakdown.add_column("entry", overflow="fold")
         breakdown.add_column("size", justify="right")
         breakdown.add_column("files", justify="right")
         for entry in report.breakdown[:TABLE_ROWS]:
             breakdown.add_row(_cell(entry.path), people_size(entry.bytes), f"{entry.files:,}")
         console.print(breakdown)
         largest = Table(title="largest files", title_justify="left")
-        largest.add_column("path")
+        largest.add_column("path", overflow="fold")
         largest.add_column("size", justify="right")
         for large in report.largest:
             largest.add_row(_cell(large.path), people_size(large.bytes))

@@ -28,7 +28,7 @@ from datagc.errors import DatagcError
 from datagc.exitcodes import Exit
 from datagc.facts import DiskUsage
 from datagc.model import PassContext, PassSpec, RunReport, StepReport, note
-from datagc.safety import DataDir, disk_usage, lock_data_dir
+from datagc.safety import DataDir, disk_usage, lock_data_dir, lock_held
 
 if TYPE_CHECKING:
     from datagc.render import Renderer
@@ -135,11 +135,13 @@ def run_command(
     if not config.enabled:
         return disabled_report(command, config, steps, options.dry_run)
     with DataDir(config.data_dir) as data_dir:
-        lock_data_dir(data_dir, options.wait_seconds)
+        busy = options.dry_run and lock_held(data_dir)  # a dry run only reads: it takes no lock
+        if not options.dry_run:
+            lock_data_dir(data_dir, options.wait_seconds)
         clock = time.monotonic()
         ctx = PassContext(config=config, data_dir=data_dir, dry_run=options.dry_run, now=time.time())
         report = RunReport(command, str(config.data_dir), options.dry_run, disk_before=_disk(data_dir),
-                           started_at=ctx.now)
+                           started_at=ctx.now, other_pass_running=busy)
         for name in steps:
             report.steps.append(run_step(name, dataclasses.replace(ctx, now=time.time()), on_traceback))
             _retry_rotation_for_space(report, ctx, on_traceback)

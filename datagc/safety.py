@@ -618,6 +618,20 @@ def lock_data_dir(data_dir: DataDir, wait_seconds: float | None = None) -> None:
             time.sleep(0.05)
 
 
+def lock_held(data_dir: DataDir) -> bool:
+    """Whether another datagc holds the lock now, without taking it (a dry run only reads).
+
+    A shared lock is tried and at once released: it is refused only while an
+    exclusive one is held, and holding it would make a real run exit 75.
+    """
+    try:
+        fcntl.flock(data_dir.fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    fcntl.flock(data_dir.fd, fcntl.LOCK_UN)
+    return False
+
+
 # --- disk usage ---------------------------------------------------------------
 
 
