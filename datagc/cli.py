@@ -172,6 +172,13 @@ WATCH: tuple[Opt, ...] = (
          "watch.check_interval", "DURATION", "DATAGC_WATCH_CHECK_INTERVAL", "10s; 1s with TEST_MODE"),
 )
 RUN_ALL = ROTATE + CDN + SWEEP + PRESSURE
+HISTORY: tuple[Opt, ...] = (
+    Opt("pattern", Optional[str], typer.Argument(  # noqa: UP045
+        None, metavar="[PATTERN]", help="A path or glob relative to DATA_DIR (a directory: all under it).")),
+    *READ,
+    _opt("since", "--since", "Only the changes of the last DURATION (e.g. 7d, 12h).", None, "DURATION",
+         default="all of the journal"),
+)
 
 
 @dataclass(frozen=True)
@@ -348,6 +355,32 @@ def watch_command(invocation: Invocation) -> int:
     renderer = dataclasses.replace(invocation.renderer(), json_lines=True)
     options = RunOptions(invocation.dry_run, invocation.wait_seconds(), invocation.verbose)
     return run_watch(config, options, renderer)
+
+
+@command("history", HISTORY)
+def history_command(invocation: Invocation) -> int:
+    """What datagc did here, newest first, from its journal: where did this file go, and why.
+
+    Each deletion, rotation and feed change with its time, command, reason
+    and bytes. Read-only: takes no lock, creates nothing.
+
+    Example: datagc history 'images/*.png' --since 7d --data-dir /app/.data
+    """
+    import time
+
+    from datagc.history import history
+    from datagc.safety import DataDir
+    from datagc.units import parse_duration
+
+    config = invocation.config()
+    try:
+        since = None if invocation.since is None else parse_duration(invocation.since)
+    except ValueError as error:
+        raise ConfigError(f"--since {invocation.since!r}: {error}") from None
+    with DataDir(config.data_dir) as data_dir:
+        report = history(data_dir, config, invocation.pattern, since, time.time())
+    invocation.renderer().history_report(report)
+    return 0
 
 
 @command("config", (DATA_DIR, CONFIG_FILE, JSON))

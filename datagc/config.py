@@ -183,6 +183,21 @@ def _parse_relative_paths(value: Any) -> tuple[str, ...]:
     return tuple(normalised)
 
 
+def _parse_state_dir(value: Any) -> str:
+    """An absolute path, or one relative to DATA_DIR (normalised: ``./.datagc/`` is ``.datagc``)."""
+    text = _parse_string(value)
+    if not text or "\0" in text:
+        raise ValueError("must be a directory path")
+    if text.startswith("/"):
+        return text
+    parts = [part for part in text.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        raise ValueError("a relative state dir must stay inside the data directory (no '..')")
+    if not parts:
+        raise ValueError("must not be the data directory itself")
+    return "/".join(parts)
+
+
 # --- the keys ---
 
 
@@ -262,8 +277,18 @@ KEYS: tuple[Key, ...] = (
     Key("metrics.listen", _parse_listen, "", "HOST:PORT where watch serves /metrics over HTTP (empty: off)",
         ("DATAGC_METRICS_LISTEN",)),
     Key("audit.top", _parse_int, 10, "how many of the largest files audit lists", ("DATAGC_AUDIT_TOP",)),
+    Key("state.dir", _parse_state_dir, ".datagc",
+        "datagc's own state (the journal), relative to DATA_DIR unless absolute; never a target",
+        ("DATAGC_STATE_DIR",)),
+    Key("journal.max_bytes", _parse_size, 10 * 1024**2, "the journal keeps its newest entries within this size",
+        ("DATAGC_JOURNAL_MAX_BYTES",)),
+    Key("journal.repair_window", parse_duration_setting, 30 * 86400.0,
+        "a path deleted this recently is a tombstone: feed references to it are nulled again",
+        ("DATAGC_JOURNAL_REPAIR_WINDOW",)),
 )
 KEYS_BY_NAME: dict[str, Key] = {key.name: key for key in KEYS}
+#: the smallest journal bound that still holds a useful history
+JOURNAL_MIN_BYTES = 64 * 1024
 TEST_MODE_DEFAULTS: dict[str, float] = {"watch.interval": 5.0, "watch.initial_delay": 2.0,
                                         "watch.check_interval": 1.0}
 #: how ``pressure.min_free_target`` follows ``pressure.min_free`` when it is not set
@@ -339,6 +364,17 @@ class AuditConfig:
 
 
 @dataclass(frozen=True)
+class StateConfig:
+    dir: str
+
+
+@dataclass(frozen=True)
+class JournalConfig:
+    max_bytes: int
+    repair_window: float
+
+
+@dataclass(frozen=True)
 class Config:
     """The effective configuration; ``sources`` says where each key's value came from."""
 
@@ -353,6 +389,8 @@ class Config:
     watch: WatchConfig
     metrics: MetricsConfig
     audit: AuditConfig
+    state: StateConfig
+    journal: JournalConfig
     sources: Mapping[str, str]
 
     def value(self, name: str) -> Any:
@@ -373,6 +411,8 @@ _SECTIONS: dict[str, type] = {
     "watch": WatchConfig,
     "metrics": MetricsConfig,
     "audit": AuditConfig,
+    "state": StateConfig,
+    "journal": JournalConfig,
 }
 
 
@@ -591,6 +631,17 @@ def _validate(values: Mapping[str, Any], sources: Mapping[str, str]) -> None:
         fail("metrics.textfile", problem)
     if not values["sweep.media_dirs"]:
         fail("sweep.media_dirs", "must name at least one directory")
+    if values["journal.max_bytes"] < JOURNAL_MIN_BYTES:
+        fail("journal.max_bytes", f"must be at least {format_size(JOURNAL_MIN_BYTES)}")
+    state = values["state.dir"]
+    if state.startswith("/"):  # inside DATA_DIR as written? (symlinks are resolved where it is opened)
+        relative = os.path.relpath(os.path.abspath(state), os.path.abspath(values["data_dir"]))
+        state = relative if relative != "." and not relative.startswith("..") else ""
+    for name in ("sweep.media_dirs", "rotate.logs", "feed.files"):
+        for path in values[name]:
+            inner, outer = sorted((path.strip("/"), state), key=len, reverse=True)
+            if state and (inner == outer or inner.startswith(outer + "/")):
+                fail("state.dir", f"overlaps {name} ({path}): datagc's state is never a target of its passes")
 
 
 def system_dir(path: str) -> str | None:

@@ -22,11 +22,14 @@ rule's (rule 6):
    datagc wrote (rule 14, ``feed.restore_references``), before step 3.
 
 The FeedNull actions of the plan say what a dry run would change; a real run
-reports the nulls (and restores) it actually wrote.
+reports the nulls (and restores) it actually wrote. Every change applied is
+also appended to the journal (``ctx.journal``, SPEC §9); ``repair`` nulls the
+feed's references to tombstones for the passes that read the feed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 from collections.abc import Iterator, Sequence
 
@@ -85,31 +88,32 @@ def _record(plan: Sequence[Action], step: StepReport) -> None:
 
 def _apply_deletes(ctx: PassContext, deletes: list[Delete], step: StepReport) -> None:
     data_dir, config = ctx.data_dir, ctx.config
+    reasons: dict[str, str] = {action.path: action.reason for action in deletes}
     before = feed.null_references(data_dir, config, [action.path for action in deletes])
-    step.actions.extend(before.nulls)
+    _nulled(ctx, step, before.nulls, reasons)
     written = list(before.nulls)
     held = before.blocked
     nulled = set(before.nulled)
-    deleted = _unlink_all(data_dir, [action for action in deletes if action.path not in held], nulled, step)
+    deleted = _unlink_all(ctx, [action for action in deletes if action.path not in held], nulled, step)
     problems = before.problems
     if held and deleted and any(problem.errno == errno.ENOSPC for problem in problems):
         retry = feed.null_references(data_dir, config, list(held))
-        step.actions.extend(retry.nulls)
+        _nulled(ctx, step, retry.nulls, reasons)
         written += retry.nulls
         step.notes.append(note("feed-retried-after-space"))
         problems = retry.problems
         released = [action for action in deletes if action.path in held and action.path not in retry.blocked]
         held = retry.blocked
         nulled |= retry.nulled
-        deleted += _unlink_all(data_dir, released, nulled, step)
+        deleted += _unlink_all(ctx, released, nulled, step)
     for problem in problems:
         step.fail(note("feed-problem", problem=str(problem)), problem.errno)
         step.notes.append(note("feed-problem-kept", problem=str(problem)))
     step.kept.extend(Kept(path, note("feed-blocked", why=why)) for path, why in held.items())
-    _restore_for_files_that_stayed(ctx, written, nulled - set(deleted), {action.path for action in deletes}, step)
+    _restore_for_files_that_stayed(ctx, written, nulled - set(deleted), reasons, step)
     if deleted:
         after = feed.null_references(data_dir, config, deleted)
-        step.actions.extend(after.nulls)
+        _nulled(ctx, step, after.nulls, reasons)
         if after.nulls:
             step.notes.append(note("feed-nulled-again", count=len(after.nulled)))
         for problem in after.problems:
@@ -118,13 +122,15 @@ def _apply_deletes(ctx: PassContext, deletes: list[Delete], step: StepReport) ->
 
 
 def _restore_for_files_that_stayed(
-    ctx: PassContext, written: list[FeedNull], stayed: set[str], planned: set[str], step: StepReport
+    ctx: PassContext, written: list[FeedNull], stayed: set[str], reasons: dict[str, str], step: StepReport
 ) -> None:
     """Rule 14: put back the references nulled for files that were not deleted after all.
 
     A URL is put back only if every planned file it may name stayed (one that
-    names a deleted file too stays null).
+    names a deleted file too stays null). ``reasons``: each planned file's
+    deletion reason, for the journal.
     """
+    planned = reasons.keys()
     if not stayed:
         return
     media_dirs = ctx.config.sweep.media_dirs
@@ -133,6 +139,9 @@ def _restore_for_files_that_stayed(
         return
     outcome = feed.restore_references(ctx.data_dir, ctx.config, restore)
     step.actions.extend(outcome.restores)
+    if ctx.journal is not None:
+        for restored in outcome.restores:
+            ctx.journal.feed_change(step.name, restored, reasons)
     if outcome.restores:
         step.notes.append(note("feed-restored", count=len(outcome.restores)))
     if outcome.gone:
@@ -141,7 +150,31 @@ def _restore_for_files_that_stayed(
         step.fail(note("feed-restore-failed", problem=str(problem)), problem.errno)
 
 
-def _unlink_all(data_dir: safety.DataDir, deletes: list[Delete], nulled: set[str], step: StepReport) -> list[str]:
+def _nulled(ctx: PassContext, step: StepReport, nulls: list[FeedNull], reasons: dict[str, str]) -> None:
+    """Report (and journal) feed references set to null (``reasons``: media path -> why it goes)."""
+    step.actions.extend(nulls)
+    if ctx.journal is not None:
+        for null in nulls:
+            ctx.journal.feed_change(step.name, null, reasons)
+
+
+def repair(ctx: PassContext, graves: set[str], step: StepReport) -> None:
+    """Null every local feed reference to a tombstone (SPEC §9), reported and journaled with reason ``repair``.
+
+    A feed that can't be rewritten fails the step; one that doesn't parse is
+    left to the pass reading it, which already reports it.
+    """
+    outcome = feed.null_references(ctx.data_dir, ctx.config, graves)
+    _nulled(ctx, step, [dataclasses.replace(null, reason="repair") for null in outcome.nulls],
+            dict.fromkeys(graves, "repair"))
+    if outcome.nulls:
+        step.notes.append(note("feed-repaired", count=len(outcome.nulled)))
+    for problem in outcome.problems:
+        if problem.errno is not None:
+            step.fail(note("feed-repair-failed", problem=str(problem)), problem.errno)
+
+
+def _unlink_all(ctx: PassContext, deletes: list[Delete], nulled: set[str], step: StepReport) -> list[str]:
     """Unlink each planned file that is still what was planned; returns the paths unlinked.
 
     What happened to each file is gathered, and reported, in plan order,
@@ -149,7 +182,8 @@ def _unlink_all(data_dir: safety.DataDir, deletes: list[Delete], nulled: set[str
     """
     deleted: list[str] = []
     changed: list[str] = []
-    with safety.DirCache(data_dir) as dirs:
+    journal = ctx.journal
+    with safety.DirCache(ctx.data_dir) as dirs:
         for action, outcome in zip(deletes, _unlink_each(dirs, deletes), strict=True):
             if isinstance(outcome, FileNotFoundError):
                 continue  # its directory vanished: so did the file
@@ -161,6 +195,8 @@ def _unlink_all(data_dir: safety.DataDir, deletes: list[Delete], nulled: set[str
                 step.fail(why, outcome.errno)
                 step.kept.append(Kept(action.path, why))
             elif outcome == safety.UNLINKED:
+                if journal is not None:
+                    journal.delete(step.name, action)
                 step.actions.append(action)
                 step.reclaimed_bytes += action.bytes
                 deleted.append(action.path)
@@ -244,6 +280,8 @@ def _apply_rotation(ctx: PassContext, action: Rotate, step: StepReport) -> None:
         step.kept.append(Kept(rotation.path, note("rotate-fits-now")))
         return
     step.actions.append(rotation.action)
+    if ctx.journal is not None:
+        ctx.journal.rotate(step.name, rotation.action)
     step.reclaimed_bytes += rotation.reclaimed_bytes
     if rotation.carried_bytes:
         carried = step.details.get("carried_bytes", 0)

@@ -14,14 +14,17 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from errno import ENOSPC
-from typing import Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Generic, Literal, TypeVar
 
 from datagc.config import Config
 from datagc.exitcodes import Exit
 from datagc.facts import DiskUsage, FileIdentity
 from datagc.safety import DataDir
 
-Reason = Literal["age", "published", "temp", "pressure"]
+if TYPE_CHECKING:
+    from datagc.journal import Journal
+
+Reason = Literal["age", "published", "temp", "pressure", "repair"]
 StepStatus = Literal["ok", "error", "skipped", "disabled"]
 
 
@@ -59,6 +62,8 @@ class FeedNull:
     field: str
     url: str
     post: str | None = None  # the entry's "id", when it has one
+    #: ``repair``: it named a tombstone (a file deleted by an earlier pass, SPEC §9); else None
+    reason: Reason | None = None
     kind: Literal["feed-null"] = "feed-null"
     #: the entry's position in the array, when datagc wrote this null (to find a post without an id again)
     entry: int | None = dataclasses.field(default=None, compare=False, repr=False)
@@ -206,6 +211,8 @@ class PassContext:
     data_dir: DataDir
     dry_run: bool
     now: float
+    #: where applied changes are recorded (None for a dry run)
+    journal: Journal | None = None
 
 
 PlanT = TypeVar("PlanT", bound=Plan)

@@ -11,10 +11,11 @@ import contextlib
 import errno
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import orjson
 
+from datagc import render_journal
 from datagc.facts import DiskUsage
 from datagc.limits import limit_json
 from datagc.model import Action, Delete, FeedNull, FeedRestore, Rotate, RunReport, StepReport
@@ -22,6 +23,9 @@ from datagc.passes.audit import AuditReport, ProgressCallback
 from datagc.text import escape, escape_json
 from datagc.units import human_age, human_size
 from datagc.wording import error_text, limits_with_thresholds, text
+
+if TYPE_CHECKING:
+    from datagc.history import HistoryReport
 
 JSON_VERSION = 1
 #: rows of actions shown in a rich table before "… and N more"
@@ -67,13 +71,16 @@ def action_json(action: Action) -> dict[str, Any]:
             "detail": action.detail,
         }
     if isinstance(action, (FeedNull, FeedRestore)):
-        return {
+        document = {
             "kind": action.kind,
             "path": action.path,
             "field": action.field,
             "url": action.url,
             "post": action.post,
         }
+        if isinstance(action, FeedNull) and action.reason is not None:
+            document["reason"] = action.reason
+        return document
     return {
         "kind": action.kind,
         "path": action.path,
@@ -140,6 +147,7 @@ def audit_json(report: AuditReport) -> dict[str, Any]:
             {"pid": d.pid, "command": d.command, "path": d.path, "bytes": d.bytes}
             for d in report.deleted_open
         ],
+        "dangling_references": render_journal.dangling_json(report.dangling),
         "symlinks": [path for path in report.symlinks],
         "mounts": [path for path in report.mounts],
         "special_files": report.special_files,
@@ -162,7 +170,8 @@ def action_line(action: Action, dry_run: bool) -> str:
     if isinstance(action, FeedNull):
         post = f" of {action.post}" if action.post else ""
         verb = "null" if dry_run else "nulled"
-        return f"[janitor] {would}{verb} {action.field}{post} in {action.path} ({action.url})"
+        why = ", repair: a file deleted by an earlier pass" if action.reason == "repair" else ""
+        return f"[janitor] {would}{verb} {action.field}{post} in {action.path} ({action.url}{why})"
     if isinstance(action, FeedRestore):
         post = f" of {action.post}" if action.post else ""
         return (f"[janitor] restored {action.field}{post} in {action.path} ({action.url}): "
@@ -227,6 +236,7 @@ def audit_lines(report: AuditReport) -> list[str]:
         f"[disk-audit] deleted-open pid={d.pid} command={d.command} bytes={size(d.bytes)} path={d.path}"
         for d in report.deleted_open
     ]
+    lines += render_journal.dangling_lines(report.dangling)
     lines += [f"[disk-audit] mount (not walked) {path}" for path in report.mounts]
     if report.symlinks:
         lines.append(f"[disk-audit] symlinks (not followed) {len(report.symlinks)}")
@@ -313,6 +323,21 @@ class Renderer:
             self._rich_audit(report)
         else:
             self.lines(audit_lines(report))
+
+    def history_report(self, report: HistoryReport) -> None:
+        if (corrupt := render_journal.corrupt_message(report)) is not None:
+            self.error(corrupt)
+        if self.json:
+            self.write_json(render_journal.history_json(report))
+        elif self.quiet:
+            return
+        elif self.rich:
+            console = self._console(self.out)
+            console.print(render_journal.history_table(report))
+            for note in report.notes:
+                console.print(escape(f"note: {note}"), markup=False)
+        else:
+            self.lines(render_journal.history_lines(report))
 
     def config_table(self, rows: Sequence[tuple[str, str, str]], explained: Sequence[str] = ()) -> None:
         """The effective configuration; ``explained``: lines that say what some keys mean together."""
@@ -419,6 +444,8 @@ class Renderer:
             holder = f"held by pid {held.pid} ({held.command})"
             line = f"  deleted but open: {held.path} {people_size(held.bytes)} {holder}"
             console.print(escape(line), markup=False)
+        for line in render_journal.dangling_lines(report.dangling):
+            console.print(escape("  " + line.removeprefix("[disk-audit] ")), markup=False)
         for path in report.mounts:
             console.print(escape(f"  other filesystem (not walked): {path}"), markup=False)
         if report.symlinks:

@@ -27,14 +27,18 @@ from datagc.config import Config
 from datagc.errors import DatagcError
 from datagc.exitcodes import Exit
 from datagc.facts import DiskUsage
+from datagc.journal import Journal
 from datagc.model import PassContext, PassSpec, RunReport, StepReport, note
 from datagc.safety import DataDir, disk_usage, lock_data_dir, lock_held
+from datagc.tombstones import repair_tombstones
 
 if TYPE_CHECKING:
     from datagc.render import Renderer
 
 #: run-all's order: rotation first (cheap, frees the most predictable space), pressure last
 RUN_ALL_STEPS: tuple[str, ...] = ("rotate", "sweep", "pressure")
+#: the steps that read the feed, and so also repair its references to tombstones (SPEC §9)
+FEED_STEPS = frozenset({"sweep", "pressure"})
 
 TracebackHandler = Callable[[str], None]
 
@@ -68,6 +72,8 @@ def run_step(name: str, ctx: PassContext, on_traceback: TracebackHandler | None 
             if plan.skipped and step.status == "ok" and not step.actions:
                 step.status = "skipped"
             spec.conclude(ctx, plan, step)
+            if name in FEED_STEPS:
+                repair_tombstones(ctx, step)
     except DatagcError as error:
         step.fail(note("step-error", message=str(error)))
     except OSError as error:
@@ -76,6 +82,8 @@ def run_step(name: str, ctx: PassContext, on_traceback: TracebackHandler | None 
         step.fail(note("internal-error", type=type(error).__name__, error=str(error)))
         if on_traceback is not None:
             on_traceback(traceback.format_exc())
+    if ctx.journal is not None and (problem := ctx.journal.flush()) is not None:
+        step.fail(note("journal-failed", problem=problem))
     return step
 
 
@@ -134,12 +142,13 @@ def run_command(
     """
     if not config.enabled:
         return disabled_report(command, config, steps, options.dry_run)
-    with DataDir(config.data_dir) as data_dir:
+    with DataDir(config.data_dir) as data_dir, Journal(data_dir, config, command) as journal:
         busy = options.dry_run and lock_held(data_dir)  # a dry run only reads: it takes no lock
         if not options.dry_run:
             lock_data_dir(data_dir, options.wait_seconds)
         clock = time.monotonic()
-        ctx = PassContext(config=config, data_dir=data_dir, dry_run=options.dry_run, now=time.time())
+        ctx = PassContext(config=config, data_dir=data_dir, dry_run=options.dry_run, now=time.time(),
+                          journal=None if options.dry_run else journal)
         report = RunReport(command, str(config.data_dir), options.dry_run, disk_before=_disk(data_dir),
                            started_at=ctx.now, other_pass_running=busy)
         for name in steps:

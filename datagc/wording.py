@@ -191,6 +191,14 @@ SENTENCES: dict[str, Callable[[Fields], str]] = {
     "internal-error": lambda f: f"internal error {f['type']}: {f['error']}; what it was working on was left as it was",
     "disabled": lambda f: f"{f['step']}: datagc is disabled (enabled=false from {f['source']}); nothing was done",
     "rotate-retried": lambda f: f"rotate was retried after {f['after']} freed space",
+    # the journal and tombstones (SPEC §9)
+    "journal-failed": lambda f: f["problem"],
+    "journal-corrupt": lambda f: f"journal: {f['count']} corrupt line(s) skipped (line {f['first']} first)",
+    "tombstones-unchecked": lambda f: f"{f['problem']}; references to files deleted by earlier passes were not "
+                                      "checked",
+    "feed-repaired": lambda f: f"the feed named {f['count']} file(s) deleted by an earlier pass again (the service "
+                               "wrote back an old copy); those references were set to null again",
+    "feed-repair-failed": lambda f: f"{f['problem']}; references to files deleted by earlier passes remain",
     # rotate
     "log-missing": lambda f: "does not exist; nothing to rotate",
     "log-unreadable": lambda f: f"{f['path']} {f['error']}; left as it was",

@@ -101,10 +101,12 @@ def build_tree(data: Path, specs: tuple[Spec, ...] = SPECS, cdn_base: str = CDN_
 
 
 def usage(directory: Path) -> tuple[int, int]:
-    """(used, used + available) bytes of the filesystem holding ``directory``, as df counts them."""
+    """(used, used + available) bytes of the filesystem holding ``directory``, as df counts them,
+    but datagc's own journal in ``directory/.datagc`` (SPEC §9): it is written after the evictions."""
     st = os.statvfs(directory)
     used = (st.f_blocks - st.f_bfree) * st.f_frsize
-    return used, used + st.f_bavail * st.f_frsize
+    journal = sum(path.lstat().st_blocks * 512 for path in (directory / ".datagc").glob("*"))
+    return used - journal, used + st.f_bavail * st.f_frsize
 
 
 def fill_to(directory: Path, fraction: float, name: str) -> None:

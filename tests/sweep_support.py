@@ -63,8 +63,9 @@ def snapshot(root: Path) -> dict[str, tuple[object, ...]]:
 
 
 def files(root: Path) -> set[str]:
-    """Relative paths of the regular files under ``root``."""
-    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and not p.is_symlink()}
+    """Relative paths of the regular files under ``root``, but datagc's own state (``.datagc``, SPEC §9)."""
+    return {str(p.relative_to(root)) for p in root.rglob("*")
+            if p.is_file() and not p.is_symlink() and not str(p.relative_to(root)).startswith(".datagc/")}
 
 
 def posts(root: Path, feed: str = "posts.json") -> list[dict[str, Any]]:

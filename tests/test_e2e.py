@@ -161,7 +161,10 @@ def check_files(layout: Layout, report: dict[str, Any]) -> set[str]:
         assert path in after, f"{path} vanished but the report doesn't list it"
         if path not in ("events.jsonl", "posts.json"):
             assert after[path] == state, f"{path} was changed"
-    assert set(after) - set(layout.files) == set(), "datagc left new files behind"
+    assert set(after) - set(layout.files) <= {".datagc/journal.jsonl"}, "datagc left new files behind"
+    if gone:  # the journal (SPEC §9) lists exactly the deletions the report lists
+        journal = (layout.root / ".datagc" / "journal.jsonl").read_bytes().splitlines()
+        assert {orjson.loads(line)["path"] for line in journal if b'"kind":"delete"' in line} == gone
     assert datagc_temps(layout.root) == []
     for name in PRODUCT:
         assert after[name] == layout.files[name], f"{name} changed"

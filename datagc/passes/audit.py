@@ -9,10 +9,12 @@ deleted files still held open, found in /proc.
 
 from __future__ import annotations
 
+import errno
 import heapq
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from datagc.config import Config
 from datagc.exitcodes import Exit
@@ -20,6 +22,9 @@ from datagc.limits import Figures, Limit, crossed, evaluate, measure_fs
 from datagc.openfiles import command
 from datagc.parallel import fold_walk
 from datagc.safety import DIRECTORY, FILE, MOUNT, SYMLINK, DataDir, DiskUsage, Share, WalkEntry
+
+if TYPE_CHECKING:
+    from datagc.tombstones import Dangling
 
 ProgressCallback = Callable[[int, int], None]
 PROGRESS_EVERY = 5000
@@ -68,6 +73,8 @@ class AuditReport:
     mount_root: bool = False
     unaccounted_bytes: int | None = None
     deleted_open: list[OpenDeleted] = field(default_factory=list)
+    #: local feed references naming a missing file (SPEC §9)
+    dangling: list[Dangling] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     #: every pressure limit (disk, budget, min_free, inodes) and where it stands
@@ -101,6 +108,13 @@ def audit(config: Config, data_dir: DataDir, on_progress: ProgressCallback | Non
                 "the data directory is not the root of its filesystem: unaccounted space includes files outside it"
             )
     report.deleted_open = _deleted_open_files(data_dir, report.notes)
+    if any(_exists(data_dir, feed) for feed in config.feed.files):  # else nothing can dangle (and no import)
+        from datagc.tombstones import dangling_references
+
+        check = dangling_references(data_dir, config)
+        report.dangling = check.found
+        report.notes.extend(check.notes)
+        report.errors.extend(check.errors)
     return report
 
 
@@ -223,6 +237,14 @@ def _walk_tree(data_dir: DataDir, top: int, report: AuditReport, on_progress: Pr
         LargeFile(_join(directory, name), size)
         for size, directory, name in sorted(merged.largest, key=lambda item: (-item[0], item[1], item[2]))
     ]
+
+
+def _exists(data_dir: DataDir, path: str) -> bool:
+    try:
+        os.stat(path, dir_fd=data_dir.fd, follow_symlinks=False)
+    except OSError as error:
+        return error.errno != errno.ENOENT  # anything but "missing" is for the feed reader to report
+    return True
 
 
 def _join(directory: str, name: str) -> str:

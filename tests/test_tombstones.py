@@ -1,0 +1,134 @@
+"""Tombstones (SPEC §9) against a real service process that rewrites the feed from an old copy.
+
+The service's way of writing: read posts.json, work ~50 ms, write
+posts.json.tmp.<ms>, rename it over. A copy read before datagc's pass puts
+back the references datagc nulled; the next pass repairs them, and audit
+tells the references datagc's deletions left from the others.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.helpers import run_datagc
+from tests.sweep_support import node_json, post, posts, sample
+
+#: read the feed (once, or per round), wait ~50 ms of "work", write it back by temp + rename.
+#: With a "hold" file it keeps its first copy until the file disappears, then writes that old copy back.
+REWRITER = r"""
+import json, os, sys, time
+root, rounds = sys.argv[1], int(sys.argv[2])
+feed, hold = os.path.join(root, "posts.json"), os.path.join(root, "hold")
+def write(document):
+    temp = f"{feed}.tmp.{time.time_ns() // 1000000}"
+    with open(temp, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(document, indent=2, ensure_ascii=False))
+    os.rename(temp, feed)
+with open(feed, encoding="utf-8") as handle:
+    old = json.load(handle)
+open(os.path.join(root, "ready"), "w").close()
+for i in range(rounds):
+    with open(feed, encoding="utf-8") as handle:
+        document = json.load(handle)
+    time.sleep(0.05)
+    document.append({"id": f"live-{i}", "text": "a new post", "imageUrl": None})
+    write(document)
+while os.path.exists(hold):
+    time.sleep(0.01)
+time.sleep(0.05)
+old.append({"id": "after", "text": "written from the old copy", "imageUrl": None})
+write(old)
+"""
+
+
+def start_rewriter(root: Path, rounds: int) -> subprocess.Popen[bytes]:
+    (root / "hold").touch()
+    process = subprocess.Popen([sys.executable, "-c", REWRITER, str(root), str(rounds)])
+    deadline = time.monotonic() + 30
+    while not (root / "ready").exists():
+        assert process.poll() is None and time.monotonic() < deadline, "the rewriter did not start"
+        time.sleep(0.01)
+    return process
+
+
+def finish(process: subprocess.Popen[bytes], root: Path) -> None:
+    (root / "hold").unlink()
+    assert process.wait(timeout=60) == 0
+    (root / "ready").unlink()
+
+
+def test_a_feed_written_back_from_an_old_copy_is_repaired_by_the_next_pass(tmp_path: Path) -> None:
+    data = sample(tmp_path / "data", now=time.time())
+    rewriter = start_rewriter(data, rounds=10)  # rewrites while the sweep runs, then its old copy after it
+    first = run_datagc("sweep", "--data-dir", str(data), "--cdn", "--json")
+    finish(rewriter, data)
+    assert first.code == 8, first.stderr
+    assert not (data / "images" / "shared-name.png").exists()
+    assert post(data, "p3")["imageUrl"] == "/images/shared-name.png"  # the service put the reference back
+
+    audit = run_datagc("audit", "--data-dir", str(data), "--json")
+    dangling = {(d["post"], d["field"], d["path"], d["deleted_by_datagc"]) for d in audit.json()["dangling_references"]}
+    assert dangling == {("p3", "imageUrl", "images/shared-name.png", True),
+                        ("p3", "videoUrl", "videos/shared-name.mp4", True)}
+
+    dry = run_datagc("sweep", "--data-dir", str(data), "--cdn", "--dry-run", "--json")
+    assert dry.code == 0 and post(data, "p3")["imageUrl"] == "/images/shared-name.png"
+    assert {(a["field"], a["reason"]) for a in dry.json()["steps"][0]["actions"]} == {
+        ("imageUrl", "repair"), ("videoUrl", "repair")}
+
+    second = run_datagc("sweep", "--data-dir", str(data), "--cdn", "--json")
+    assert second.code == 0, second.stderr
+    repaired = [a for a in second.json()["steps"][0]["actions"] if a["kind"] == "feed-null"]
+    assert {(a["post"], a["field"], a["reason"]) for a in repaired} == {("p3", "imageUrl", "repair"),
+                                                                         ("p3", "videoUrl", "repair")}
+    assert post(data, "p3")["imageUrl"] is None and post(data, "p3")["videoUrl"] is None
+    assert post(data, "after")["text"] == "written from the old copy"  # the service's own post survives
+    assert run_datagc("audit", "--data-dir", str(data), "--json").json()["dangling_references"] == []
+    lines = [json.loads(line) for line in (data / ".datagc" / "journal.jsonl").read_text().splitlines()]
+    repairs = [e for e in lines if e["reason"] == "repair"]
+    assert {(e["kind"], e["post"], e["field"], e["media"]) for e in repairs} == {
+        ("feed-null", "p3", "imageUrl", "images/shared-name.png"),
+        ("feed-null", "p3", "videoUrl", "videos/shared-name.mp4")}
+    history = run_datagc("history", "images/shared-name.png", "--data-dir", str(data), "--json").json()["entries"]
+    assert [(e["kind"], e["reason"]) for e in history][:1] == [("feed-null", "repair")]
+
+
+def test_a_file_created_again_at_a_deleted_path_is_live_again(tmp_path: Path) -> None:
+    data = sample(tmp_path / "data", now=time.time())
+    assert run_datagc("sweep", "--data-dir", str(data), "--cdn").code == 8
+    (data / "images" / "shared-name.png").write_bytes(b"generated again")
+    document = posts(data)
+    document.append({"id": "new", "imageUrl": "/images/shared-name.png"})
+    (data / "posts.json").write_text(node_json(document))
+    again = run_datagc("sweep", "--data-dir", str(data), "--cdn", "--json")
+    assert again.code == 0 and again.json()["steps"][0]["actions"] == []
+    assert post(data, "new")["imageUrl"] == "/images/shared-name.png"
+    assert run_datagc("audit", "--data-dir", str(data), "--json").json()["dangling_references"] == []
+
+
+def test_tombstones_end_with_the_repair_window_and_audit_tells_others_apart(tmp_path: Path) -> None:
+    data = sample(tmp_path / "data", now=time.time())
+    assert run_datagc("sweep", "--data-dir", str(data), "--cdn").code == 8
+    document = posts(data)
+    document += [{"id": "back", "imageUrl": "/images/shared-name.png"},
+                 {"id": "typo", "imageUrl": "/images/never-existed.png"}]
+    (data / "posts.json").write_text(node_json(document))
+    outside = run_datagc("sweep", "--data-dir", str(data), "--cdn", "--json",
+                         env={"DATAGC_JOURNAL_REPAIR_WINDOW": "0s"})
+    assert outside.code == 0 and outside.json()["steps"][0]["actions"] == []
+    assert post(data, "back")["imageUrl"] == "/images/shared-name.png"
+    audit = run_datagc("audit", "--data-dir", str(data))
+    assert audit.code == 0, audit.stderr
+    assert "[disk-audit] dangling references=2 deleted_by_datagc=1 other=1" in audit.stdout
+    assert ("dangling feed=posts.json post=typo field=imageUrl url=/images/never-existed.png "
+            "path=images/never-existed.png deleted_by_datagc=no") in audit.stdout
+    repaired = run_datagc("pressure", "--data-dir", str(data), "--json")  # pressure reads the feed too
+    assert repaired.code == 0, repaired.stderr
+    assert post(data, "back")["imageUrl"] is None
+    assert post(data, "typo")["imageUrl"] == "/images/never-existed.png"  # not datagc's to repair
+    assert os.path.exists(data / "images" / "in-progress.png")
