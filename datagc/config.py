@@ -633,15 +633,6 @@ def _validate(values: Mapping[str, Any], sources: Mapping[str, str]) -> None:
         fail("sweep.media_dirs", "must name at least one directory")
     if values["journal.max_bytes"] < JOURNAL_MIN_BYTES:
         fail("journal.max_bytes", f"must be at least {format_size(JOURNAL_MIN_BYTES)}")
-    state = values["state.dir"]
-    if state.startswith("/"):  # inside DATA_DIR as written? (symlinks are resolved where it is opened)
-        relative = os.path.relpath(os.path.abspath(state), os.path.abspath(values["data_dir"]))
-        state = relative if relative != "." and not relative.startswith("..") else ""
-    for name in ("sweep.media_dirs", "rotate.logs", "feed.files"):
-        for path in values[name]:
-            inner, outer = sorted((path.strip("/"), state), key=len, reverse=True)
-            if state and (inner == outer or inner.startswith(outer + "/")):
-                fail("state.dir", f"overlaps {name} ({path}): datagc's state is never a target of its passes")
 
 
 def system_dir(path: str) -> str | None:
