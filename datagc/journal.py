@@ -33,7 +33,7 @@ import orjson
 
 from datagc.config import Config
 from datagc.errors import DatagcError
-from datagc.model import Delete, FeedNull, Rotate
+from datagc.model import Delete, FeedNull, FeedRestore, Rotate
 from datagc.safety import DIR_FLAGS, TEMP_MARK, DataDir, discard_temp, split_path
 from datagc.veto import state_dir
 
@@ -193,14 +193,17 @@ class Journal:
         self.record(step, "rotate", action.path, max(0, action.bytes_before - action.bytes_after), None,
                     bytes_before=action.bytes_before, bytes_after=action.bytes_after, lines_kept=action.lines_kept)
 
-    def feed_change(self, step: str, null: FeedNull, reasons: Mapping[str, str], kind: str = "feed-null") -> None:
-        """A feed field set to null (or restored); ``reasons``: media path -> why it went, for the file it named."""
+    def feed_change(self, step: str, change: FeedNull | FeedRestore, reasons: Mapping[str, str]) -> None:
+        """A feed field set to null, or restored (rule 14); ``reasons``: media path -> why it was to go."""
         from datagc.cdn import local_paths  # feed changes only: keeps `history` and `audit` start-up lean
 
-        named = local_paths(null.url, self.config.sweep.media_dirs)
+        named = local_paths(change.url, self.config.sweep.media_dirs)
         media = next((path for path in sorted(named) if path in reasons), None)
-        reason = null.reason or (reasons[media] if media is not None else None)
-        self.record(step, kind, null.path, 0, reason, post=null.post, field=null.field, url=null.url, media=media)
+        reason: str | None = change.reason if isinstance(change, FeedNull) else None
+        if reason is None and media is not None:
+            reason = reasons[media]
+        self.record(step, change.kind, change.path, 0, reason, post=change.post, field=change.field, url=change.url,
+                    media=media)
 
     def flush(self) -> str | None:
         """Write what is pending and fsync; trim the journal if it outgrew its bound.
