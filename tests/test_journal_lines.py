@@ -44,9 +44,12 @@ def test_any_name_round_trips_and_renders_on_one_line(tmp_path: Path, name: str,
     assert read.bad_count == 0 and len(read.entries) == 2
     assert read.entries[0]["path"] == json_text(path)
     assert read.entries[1]["url"] == json_text(f"/{path}{url_tail}")
-    lines = history_lines(report)
-    assert len(lines) == 2 and all(line.startswith("[history] ") for line in lines)
-    assert all("\n" not in line and "\r" not in line and "\x1b" not in line for line in lines)
+    assert len(history_lines(report)) == 2
+    out = io.StringIO()
+    Renderer(out=out, err=io.StringIO(), is_terminal=False).history_report(report)
+    lines = out.getvalue().split("\n")
+    assert lines[-1] == "" and len(lines) == 3 and all(line.startswith("[history] ") for line in lines[:2])
+    assert "\r" not in out.getvalue() and "\x1b" not in out.getvalue()
 
 
 def test_patterns_are_relative_to_the_data_dir_and_match_feed_changes_by_their_media_file() -> None:
