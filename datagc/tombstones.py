@@ -36,7 +36,8 @@ def deleted_paths(read: JournalRead, since: float | None = None) -> set[str]:
 def missing(data_dir: DataDir, paths: Iterable[str]) -> set[str]:
     """Those of ``paths`` (relative to DATA_DIR) that don't exist now.
 
-    Looked at without following a symlink. A path that can't be looked at for
+    Looked at without following a symlink; a name no file can have (from a
+    hostile feed URL) is missing. A path that can't be looked at for
     another reason (EACCES, a symlinked or mounted directory on the way) may
     exist: it is not missing.
     """
@@ -51,12 +52,16 @@ def missing(data_dir: DataDir, paths: Iterable[str]) -> set[str]:
                     dir_fd = dirs.get(directory)
                 except OSError as error:
                     code = broken[directory] = error.errno or 0
+                except ValueError:  # a name no file can have (a lone surrogate, a NUL): nothing is there
+                    code = broken[directory] = errno.ENOENT
             if code is None:
                 try:
                     os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
                     continue
                 except OSError as error:
                     code = error.errno or 0
+                except ValueError:
+                    code = errno.ENOENT
             if code in _GONE:
                 gone.add(path)
     return gone

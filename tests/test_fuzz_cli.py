@@ -180,7 +180,8 @@ def run_case(case: Case) -> None:
     gone = {path for path in before if path not in after and path.startswith(b"data/")}
     if case.dry_run:
         assert after == before
-    assert set(after) - set(before) <= {b"m.prom"}, "nothing appears but the metrics file"
+    assert set(after) - set(before) <= {b"m.prom", b"data/.datagc/journal.jsonl"}, \
+        "nothing appears but the metrics file and datagc's journal (SPEC §9)"
     if case.mode == "json":
         check_json(orjson.loads(stdout), code, gone, case.dry_run)
     elif case.mode == "plain":

@@ -117,7 +117,9 @@ def test_a_real_pass_over_hostile_names_deletes_them_and_writes_report_and_metri
                         "--data-dir", str(hostile), "--metrics-textfile", str(textfile), timeout=TIMEOUT)
     assert result.code == Exit.SWEPT | Exit.ROTATED, result.stderr
     assert orjson.loads(result.stdout)["exit_code"] == Exit.SWEPT | Exit.ROTATED
-    assert set(tree(hostile)) == {b"posts.json", log}
+    assert set(tree(hostile)) == {b"posts.json", log, b".datagc/journal.jsonl"}
+    journal = [orjson.loads(line) for line in (hostile / ".datagc" / "journal.jsonl").read_bytes().splitlines()]
+    assert {entry["kind"] for entry in journal} == {"rotate", "delete", "feed-null"}  # valid JSON, whatever the names
     metrics = textfile.read_text(encoding="utf-8")
     assert "datagc_exit_code 12.0" in metrics and forged_lines(metrics) == []
     assert 'log="log\\\\xff\\\\n[janitor] FORGED.jsonl"' in metrics  # escaped, then the format's own escaping
