@@ -74,6 +74,11 @@ def test_an_immutable_file_gets_its_references_back(data: Path, immutable: Path)
     assert result.code == Exit.STEP_FAILED | Exit.SWEPT
     assert_restored(data, result.json())
     assert "could not delete images/stuck.png (Operation not permitted)" in result.stderr
+    journal = [json.loads(line) for line in (data / ".datagc" / "journal.jsonl").read_text().splitlines()]
+    stuck = [(e["kind"], e["reason"]) for e in journal if e.get("media", e["path"]) == "images/stuck.png"]
+    nulls = len(stuck) // 2
+    assert nulls and stuck == [("feed-null", "age")] * nulls + [("feed-restore", "age")] * nulls, \
+        "the journal says the nulls and their restores, and no deletion"
 
 
 def test_without_capabilities_the_unlink_fails_and_the_references_come_back(data: Path) -> None:
