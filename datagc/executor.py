@@ -33,7 +33,7 @@ import dataclasses
 import errno
 from collections.abc import Iterator, Sequence
 
-from datagc import feed, parallel, safety
+from datagc import feed, foresight, parallel, safety
 from datagc.cdn import local_paths
 from datagc.model import Action, Delete, FeedNull, Kept, PassContext, Rotate, StepReport, note
 from datagc.veto import Veto
@@ -46,7 +46,7 @@ def apply(ctx: PassContext, plan: Sequence[Action], step: StepReport) -> None:
     """Apply ``plan`` (or, with ``ctx.dry_run``, record it as what would be done) into ``step``."""
     allowed = vet(ctx, plan, step)
     if ctx.dry_run:
-        _record(allowed, step)
+        _record(ctx, allowed, step)
         return
     deletes = [action for action in allowed if isinstance(action, Delete)]
     if deletes:
@@ -77,13 +77,43 @@ def vet(ctx: PassContext, plan: Sequence[Action], step: StepReport) -> list[Acti
             if not (isinstance(action, FeedNull) and local_paths(action.url, media_dirs) <= refused)]
 
 
-def _record(plan: Sequence[Action], step: StepReport) -> None:
-    for action in plan:
-        step.actions.append(action)
-        if isinstance(action, Delete):
-            step.reclaimed_bytes += action.bytes
-        elif isinstance(action, Rotate):
-            step.reclaimed_bytes += max(0, action.bytes_before - action.bytes_after)
+def _record(ctx: PassContext, plan: Sequence[Action], step: StepReport) -> None:
+    """The plan as a real run would apply it, less what it can be seen to fail on (``foresight``).
+
+    Those failures are the step's, as in a real run: kept, said why, exit bit 1
+    (and no reclaim bit when nothing else would go).
+    """
+    feeds: dict[str, OSError | None] = {}
+    held_by: tuple[str, OSError] | None = None  # a feed null before this Delete that could not be written
+    with safety.DirCache(ctx.data_dir) as dirs:
+        sight = foresight.Foresight(dirs)
+        for action in plan:
+            if isinstance(action, FeedNull):
+                if action.path not in feeds:
+                    feeds[action.path] = sight.obstacle(action.path)
+                    if problem := feeds[action.path]:
+                        step.fail(note("feed-would-fail", path=action.path, strerror=problem.strerror),
+                                  problem.errno)
+                if problem := feeds[action.path]:
+                    held_by = (action.path, problem)
+                else:
+                    step.actions.append(action)
+                continue
+            problem = None if held_by is not None else sight.obstacle(action.path)
+            if isinstance(action, Delete) and held_by is not None:
+                step.kept.append(Kept(action.path, note("feed-would-hold", feed=held_by[0],
+                                                        strerror=held_by[1].strerror)))
+            elif problem is not None:
+                why = note("would-fail", kind=action.kind, path=action.path, strerror=problem.strerror)
+                step.fail(why, problem.errno)
+                step.kept.append(Kept(action.path, why))
+            else:
+                step.actions.append(action)
+                if isinstance(action, Delete):
+                    step.reclaimed_bytes += action.bytes
+                elif isinstance(action, Rotate):
+                    step.reclaimed_bytes += max(0, action.bytes_before - action.bytes_after)
+            held_by = None
 
 
 def _apply_deletes(ctx: PassContext, deletes: list[Delete], step: StepReport) -> None:

@@ -164,6 +164,12 @@ SENTENCES: dict[str, Callable[[Fields], str]] = {
                                    f"the feed (the service rewrote them), e.g. {f['example']}; nothing to put back",
     "feed-restore-failed": lambda f: f"{f['problem']}: references nulled for files that were kept could not be "
                                      "put back",
+    "would-fail": lambda f: f"could not {'delete' if f['kind'] == 'delete' else 'rotate'} {f['path']} "
+                            f"({f['strerror']}); it would be left as it was",
+    "feed-would-fail": lambda f: f"the feed {f['path']} could not be rewritten ({f['strerror']}); the files it "
+                                 "references would be kept",
+    "feed-would-hold": lambda f: f"the feed {f['feed']} could not be rewritten ({f['strerror']}); kept as it may "
+                                 "reference it",
     "delete-failed": lambda f: f"could not delete {f['path']} ({f['strerror']}); it was left as it was",
     "changed-since-planned": lambda f: "changed since it was planned"
                                        + (" (its local feed reference had already been set to null)"
