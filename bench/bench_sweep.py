@@ -17,7 +17,7 @@ import statistics
 import time
 from pathlib import Path
 
-from bench.common import DATAGC, NO_GOAL, Row, drop_caches, fresh_dir, run_once
+from bench.common import DATAGC, NO_GOAL, Row, count_files, drop_caches, fresh_dir, run_once
 
 FILES = 200_000
 #: (files at BENCH_SCALE 1, goal); None: the pass's goal (run.GOALS)
@@ -68,10 +68,6 @@ def build_tree(root: Path, count: int, now: float) -> int:
     return old
 
 
-def remaining(root: Path) -> int:
-    return sum(len(files) for _, _, files in os.walk(root))
-
-
 def run(workdir: Path, repeats: int) -> list[Row]:
     scale = float(os.environ.get("BENCH_SCALE", "1"))
     return [compare(workdir / "tree", max(500, round(files * scale)), repeats, goal) for files, goal in CASES]
@@ -87,7 +83,7 @@ def compare(tree: Path, count: int, repeats: int, goal: float | None) -> Row:
             old = build_tree(tree, count, time.time())
             drop_caches()
             elapsed, rss = run_once(argv, ok_codes=(0, 8))
-            left = remaining(tree)
+            left = count_files(tree)
             if left != count + 1 - old:  # the feed stays
                 raise RuntimeError(f"{tool} left {left} files, expected {count + 1 - old}")
             times[tool].append(elapsed)

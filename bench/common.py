@@ -128,3 +128,12 @@ def fresh_dir(path: Path) -> Path:
         shutil.rmtree(path)
     path.mkdir(parents=True)
     return path
+
+
+def count_files(root: Path) -> int:
+    """Files under ``root``, leaving out datagc's own state dir (``.datagc``: its journal is not the tree's)."""
+    total = 0
+    for _, dirs, files in os.walk(root):
+        dirs[:] = [name for name in dirs if name != ".datagc"]
+        total += len(files)
+    return total
