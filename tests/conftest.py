@@ -10,9 +10,22 @@ look for new counterexamples before committing them.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
+import pytest
 from hypothesis import settings
+
+from tests.process_lines import Running
 
 settings.register_profile("reproducible", database=None, derandomize=True, deadline=None)
 settings.register_profile("explore", database=None, deadline=None, max_examples=2000)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "reproducible"))
+
+
+@pytest.fixture
+def watches() -> Iterator[list[Running]]:
+    """Every ``datagc watch`` (or other long-running process) a test starts is killed at its end, whatever happened."""
+    started: list[Running] = []
+    yield started
+    for watch in started:
+        watch.close()

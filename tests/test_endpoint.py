@@ -8,7 +8,6 @@ import socket
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -81,14 +80,6 @@ def sample(tmp_path: Path) -> Path:
     root = tmp_path / "data"
     build_sample(root)
     return root
-
-
-@pytest.fixture
-def watches() -> Iterator[list[Running]]:
-    started: list[Running] = []
-    yield started
-    for watch in started:
-        watch.close()
 
 
 def test_a_running_watch_serves_the_textfile_metrics_on_the_given_address_only(

@@ -19,15 +19,6 @@ ORPHAN = "posts.json.tmp.1763000000000"
 SUMMARY = "[janitor] run-all: "
 
 
-@pytest.fixture
-def watches() -> Iterator[list[Running]]:
-    """Every watch a test starts is killed at its end, whatever happened."""
-    started: list[Running] = []
-    yield started
-    for watch in started:
-        watch.close()
-
-
 def start(watches: list[Running], *args: str, env: dict[str, str] | None = None) -> Running:
     """Start ``datagc watch ARGS``."""
     watch = Running([DATAGC, "watch", *args], clean_env(env))

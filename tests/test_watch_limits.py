@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,14 +28,6 @@ CHECK = 1.0
 #: a loaded machine: scheduling, Python start-up of nothing (watch is running), a statfs, a small walk
 SLACK = 4.0
 TRIGGER = "running pressure now"
-
-
-@pytest.fixture
-def watches() -> Iterator[list[Running]]:
-    started: list[Running] = []
-    yield started
-    for watch in started:
-        watch.close()
 
 
 def start(watches: list[Running], data: Path, *args: str) -> Running:
