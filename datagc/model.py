@@ -163,11 +163,13 @@ class StepReport:
     def flags(self) -> Exit:
         """The exit bits of this step, derived from its status, actions and end state (SPEC §4)."""
         flags = Exit.STEP_FAILED if self.status == "error" else Exit.OK
-        for action in self.actions:
-            if isinstance(action, Rotate):
-                flags |= Exit.ROTATED
-            elif isinstance(action, Delete):
-                flags |= Exit.PRESSURE_DELETED if action.reason == "pressure" else Exit.SWEPT
+        reasons = {action.reason for action in self.actions if isinstance(action, Delete)}
+        if reasons - {"pressure"}:
+            flags |= Exit.SWEPT
+        if "pressure" in reasons:
+            flags |= Exit.PRESSURE_DELETED
+        if any(isinstance(action, Rotate) for action in self.actions):
+            flags |= Exit.ROTATED
         if self.still_above:
             flags |= Exit.STILL_ABOVE_THRESHOLD
         return flags
