@@ -27,7 +27,7 @@ if str(REPO) not in sys.path:  # run as a script
 
 from bench.run import default_workdir  # noqa: E402
 from datagc import tailcopy  # noqa: E402
-from datagc.safety import DataDir  # noqa: E402
+from datagc.safety.datadir import DataDir  # noqa: E402
 
 TIMED = r"""
 const fs = require("fs");

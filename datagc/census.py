@@ -24,7 +24,8 @@ from datagc.eviction import PressurePlan, Tally
 from datagc.facts import FileStat
 from datagc.model import Delete
 from datagc.parallel import fold_walk
-from datagc.safety import FILE, DataDir, Share, WalkEntry
+from datagc.safety.datadir import DataDir
+from datagc.safety.walk import FILE, Share, WalkEntry
 
 Planner = Callable[[Iterable[FileStat]], PressurePlan]
 

@@ -24,7 +24,7 @@ from datagc.errors import ConfigError, DatagcError, LockHeld
 from datagc.exitcodes import Exit
 
 if TYPE_CHECKING:
-    from datagc.config import Config
+    from datagc.config.schema import Config
     from datagc.render import Renderer
 
 try:  # typer >= 0.26 carries its own copy of click
@@ -198,7 +198,7 @@ class Invocation:
             raise AttributeError(name) from None
 
     def config(self) -> Config:
-        from datagc.config import FlagValue, load_config
+        from datagc.config.load import FlagValue, load_config
 
         flags = {
             opt.key: FlagValue(opt.flag_given(self.values[opt.param]), self.values[opt.param])
@@ -222,7 +222,7 @@ class Invocation:
     def wait_seconds(self) -> float | None:
         if self.wait is None:
             return None
-        from datagc.config import parse_duration_setting
+        from datagc.config.values import parse_duration_setting
 
         try:
             return parse_duration_setting(self.wait)
@@ -288,7 +288,7 @@ def audit_command(invocation: Invocation) -> int:
     Example: datagc audit --data-dir /app/.data --top 20
     """
     from datagc.passes.audit import audit
-    from datagc.safety import DataDir
+    from datagc.safety.datadir import DataDir
 
     config = invocation.config()
     renderer = invocation.renderer()
@@ -369,7 +369,7 @@ def history_command(invocation: Invocation) -> int:
     import time
 
     from datagc.history import history
-    from datagc.safety import DataDir
+    from datagc.safety.datadir import DataDir
     from datagc.units import parse_duration
 
     config = invocation.config()
@@ -389,7 +389,7 @@ def config_command(invocation: Invocation) -> int:
 
     Example: datagc config --config /etc/datagc.toml --json
     """
-    from datagc.config import effective_values
+    from datagc.config.explain import effective_values
     from datagc.wording import explain_limits
 
     config = invocation.config()

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from datagc.config import Config
+from datagc.config.schema import Config
 from datagc.errors import ConfigError
 from datagc.metrics import LAST_SUCCESS, build_registry, previous_successes
 from datagc.model import RunReport

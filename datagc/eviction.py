@@ -16,7 +16,7 @@ import heapq
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from datagc.config import PressureConfig
+from datagc.config.schema import PressureConfig
 from datagc.facts import FileStat
 from datagc.limits import Need
 from datagc.model import Delete, FeedNull, Kept, Plan, note

@@ -11,7 +11,7 @@ rule's (rule 6):
    deleted (the feed is read again now, so references added since planning
    count too). Files a feed may reference but that couldn't be updated are
    kept, saying why;
-2. unlink each file if it is still what was planned (``safety.unlink_if_unchanged``),
+2. unlink each file if it is still what was planned (``unlink_if_unchanged``),
    directory by directory. One failure never stops the others. When step 1
    failed for lack of space and step 2 freed some, step 1 is tried once more
    for the files it held back, and those are deleted if it succeeds;
@@ -19,7 +19,7 @@ rule's (rule 6):
    here (the service may have written one back meanwhile);
 4. references nulled for a file that then stayed (its unlink failed, or it
    changed and was kept) are put back where the feed still holds the null
-   datagc wrote (rule 14, ``feed.restore_references``), before step 3.
+   datagc wrote (rule 14, ``restore_references``), before step 3.
 
 The FeedNull actions of the plan say what a dry run would change; a real run
 reports the nulls (and restores) it actually wrote. Every change applied is
@@ -33,9 +33,12 @@ import dataclasses
 import errno
 from collections.abc import Iterator, Sequence
 
-from datagc import feed, foresight, parallel, safety
+from datagc import foresight, parallel
 from datagc.cdn import local_paths
+from datagc.facts import FileIdentity
+from datagc.feed.rewrite import null_references, restore_references
 from datagc.model import Action, Delete, FeedNull, Kept, PassContext, Rotate, StepReport, note
+from datagc.safety.unlink import CHANGED, UNLINKED, DirCache, unlink_if_unchanged
 from datagc.veto import Veto
 
 #: its directory was replaced by a symlink, a file or a mount since planning: the file is not what was planned
@@ -85,7 +88,7 @@ def _record(ctx: PassContext, plan: Sequence[Action], step: StepReport) -> None:
     """
     feeds: dict[str, OSError | None] = {}
     held_by: tuple[str, OSError] | None = None  # a feed null before this Delete that could not be written
-    with safety.DirCache(ctx.data_dir) as dirs:
+    with DirCache(ctx.data_dir) as dirs:
         sight = foresight.Foresight(dirs)
         for action in plan:
             if isinstance(action, FeedNull):
@@ -119,7 +122,7 @@ def _record(ctx: PassContext, plan: Sequence[Action], step: StepReport) -> None:
 def _apply_deletes(ctx: PassContext, deletes: list[Delete], step: StepReport) -> None:
     data_dir, config = ctx.data_dir, ctx.config
     reasons: dict[str, str] = {action.path: action.reason for action in deletes}
-    before = feed.null_references(data_dir, config, [action.path for action in deletes])
+    before = null_references(data_dir, config, [action.path for action in deletes])
     _nulled(ctx, step, before.nulls, reasons)
     written = list(before.nulls)
     held = before.blocked
@@ -127,7 +130,7 @@ def _apply_deletes(ctx: PassContext, deletes: list[Delete], step: StepReport) ->
     deleted = _unlink_all(ctx, [action for action in deletes if action.path not in held], nulled, step)
     problems = before.problems
     if held and deleted and any(problem.errno == errno.ENOSPC for problem in problems):
-        retry = feed.null_references(data_dir, config, list(held))
+        retry = null_references(data_dir, config, list(held))
         _nulled(ctx, step, retry.nulls, reasons)
         written += retry.nulls
         step.notes.append(note("feed-retried-after-space"))
@@ -142,7 +145,7 @@ def _apply_deletes(ctx: PassContext, deletes: list[Delete], step: StepReport) ->
     step.kept.extend(Kept(path, note("feed-blocked", why=why)) for path, why in held.items())
     _restore_for_files_that_stayed(ctx, written, nulled - set(deleted), reasons, step)
     if deleted:
-        after = feed.null_references(data_dir, config, deleted)
+        after = null_references(data_dir, config, deleted)
         _nulled(ctx, step, after.nulls, reasons)
         if after.nulls:
             step.notes.append(note("feed-nulled-again", count=len(after.nulled)))
@@ -167,7 +170,7 @@ def _restore_for_files_that_stayed(
     restore = [null for null in written if (named := local_paths(null.url, media_dirs) & planned) <= stayed and named]
     if not restore:
         return
-    outcome = feed.restore_references(ctx.data_dir, ctx.config, restore)
+    outcome = restore_references(ctx.data_dir, ctx.config, restore)
     step.actions.extend(outcome.restores)
     if ctx.journal is not None:
         for restored in outcome.restores:
@@ -194,7 +197,7 @@ def repair(ctx: PassContext, graves: set[str], step: StepReport) -> None:
     A feed that can't be rewritten fails the step; one that doesn't parse is
     left to the pass reading it, which already reports it.
     """
-    outcome = feed.null_references(ctx.data_dir, ctx.config, graves)
+    outcome = null_references(ctx.data_dir, ctx.config, graves)
     _nulled(ctx, step, [dataclasses.replace(null, reason="repair") for null in outcome.nulls],
             dict.fromkeys(graves, "repair"))
     if outcome.nulls:
@@ -213,7 +216,7 @@ def _unlink_all(ctx: PassContext, deletes: list[Delete], nulled: set[str], step:
     deleted: list[str] = []
     changed: list[str] = []
     journal = ctx.journal
-    with safety.DirCache(ctx.data_dir) as dirs:
+    with DirCache(ctx.data_dir) as dirs:
         for action, outcome in zip(deletes, _unlink_each(dirs, deletes), strict=True):
             if isinstance(outcome, FileNotFoundError):
                 continue  # its directory vanished: so did the file
@@ -224,13 +227,13 @@ def _unlink_all(ctx: PassContext, deletes: list[Delete], nulled: set[str], step:
                 why = note("delete-failed", path=action.path, strerror=outcome.strerror or str(outcome))
                 step.fail(why, outcome.errno)
                 step.kept.append(Kept(action.path, why))
-            elif outcome == safety.UNLINKED:
+            elif outcome == UNLINKED:
                 if journal is not None:
                     journal.delete(step.name, action)
                 step.actions.append(action)
                 step.reclaimed_bytes += action.bytes
                 deleted.append(action.path)
-            elif outcome == safety.CHANGED:
+            elif outcome == CHANGED:
                 changed.append(action.path)
     for path in changed:
         step.kept.append(Kept(path, note("changed-since-planned", nulled=path in nulled)))
@@ -246,8 +249,8 @@ UNLINK_THREADS = 4
 _Outcome = str | OSError
 
 
-def _unlink_each(dirs: safety.DirCache, deletes: Sequence[Delete]) -> Iterator[_Outcome]:
-    """``safety.unlink_if_unchanged`` for every planned file (its re-check, then its unlink), in plan order.
+def _unlink_each(dirs: DirCache, deletes: Sequence[Delete]) -> Iterator[_Outcome]:
+    """``unlink_if_unchanged`` for every planned file (its re-check, then its unlink), in plan order.
 
     Directories are opened here, one thread, each once; for a large plan the
     checks and unlinks then run from ``UNLINK_THREADS`` threads (both release
@@ -255,7 +258,7 @@ def _unlink_each(dirs: safety.DirCache, deletes: Sequence[Delete]) -> Iterator[_
     as their slice completes. ``DATAGC_PARALLEL_THRESHOLD`` lowers the size
     from which they do (0: always).
     """
-    tasks: list[tuple[int, str, safety.FileIdentity] | OSError] = []
+    tasks: list[tuple[int, str, FileIdentity] | OSError] = []
     opened: dict[str, int | OSError] = {}
     for action in deletes:
         directory, _, name = action.path.rpartition("/")
@@ -282,14 +285,14 @@ def _unlink_each(dirs: safety.DirCache, deletes: Sequence[Delete]) -> Iterator[_
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _run_tasks(tasks: Sequence[tuple[int, str, safety.FileIdentity] | OSError]) -> list[_Outcome]:
+def _run_tasks(tasks: Sequence[tuple[int, str, FileIdentity] | OSError]) -> list[_Outcome]:
     outcomes: list[_Outcome] = []
     for task in tasks:
         if isinstance(task, OSError):
             outcomes.append(task)
             continue
         try:
-            outcomes.append(safety.unlink_if_unchanged(*task))
+            outcomes.append(unlink_if_unchanged(*task))
         except OSError as error:
             outcomes.append(error)
     return outcomes

@@ -18,7 +18,7 @@ import os
 import stat
 import struct
 
-from datagc import safety
+from datagc.safety.unlink import DirCache
 
 #: _IOR('f', 1, long); the kernel reads and writes an int there
 FS_IOC_GETFLAGS = 0x80086601
@@ -47,7 +47,7 @@ def _locked(flags: int | None, what: str) -> OSError | None:
 class Foresight:
     """Predicts, file by file, the failures of a real run; directory facts are read once per directory."""
 
-    def __init__(self, dirs: safety.DirCache) -> None:
+    def __init__(self, dirs: DirCache) -> None:
         self._dirs = dirs
         self._directories: dict[str, tuple[int, OSError | None, os.stat_result] | None] = {}
 

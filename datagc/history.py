@@ -15,10 +15,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from datagc.config import Config
+from datagc.config.schema import Config
 from datagc.errors import ConfigError
 from datagc.journal import JOURNAL_NAME, read_journal, rfc3339
-from datagc.safety import DataDir
+from datagc.safety.datadir import DataDir
 
 
 @dataclass

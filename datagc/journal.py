@@ -31,10 +31,11 @@ from typing import Any
 
 import orjson
 
-from datagc.config import Config
+from datagc.config.schema import Config
 from datagc.errors import DatagcError
 from datagc.model import Delete, FeedNull, FeedRestore, Rotate
-from datagc.safety import DIR_FLAGS, TEMP_MARK, DataDir, discard_temp, split_path
+from datagc.safety.datadir import DIR_FLAGS, DataDir, split_path
+from datagc.safety.rewrite import TEMP_MARK, discard_temp
 from datagc.veto import state_dir
 
 JOURNAL_NAME = "journal.jsonl"

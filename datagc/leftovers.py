@@ -13,7 +13,8 @@ from collections.abc import Iterable, Sequence
 
 from datagc.facts import FileStat
 from datagc.model import Delete
-from datagc.safety import TEMP_MARK, DataDir, join_path, split_path
+from datagc.safety.datadir import DataDir, join_path, split_path
+from datagc.safety.rewrite import TEMP_MARK
 
 #: the detail of a leftover's deletion, for people
 DETAIL = "left by an interrupted datagc"

@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Literal
 
-from datagc.config import PressureConfig
+from datagc.config.schema import PressureConfig
 from datagc.facts import DiskUsage
-from datagc.safety import DataDir, iter_files
+from datagc.safety.datadir import DataDir
+from datagc.safety.walk import iter_files
 
 LimitName = Literal["disk", "budget", "min_free", "inodes"]
 

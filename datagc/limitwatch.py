@@ -22,9 +22,9 @@ from collections.abc import Callable
 from fractions import Fraction
 
 from datagc import limits
-from datagc.config import Config
+from datagc.config.schema import Config
 from datagc.errors import DatagcError
-from datagc.safety import DataDir
+from datagc.safety.datadir import DataDir
 
 #: the share of one core the budget walks may take while nothing grows (the goal is < 2%)
 IDLE_SHARE = 0.01

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 from prometheus_client.parser import text_string_to_metric_families
 
-from datagc.config import not_a_regular_file
+from datagc.config.load import not_a_regular_file
 from datagc.model import Delete, Rotate, RunReport, StepReport
 from datagc.text import escape
 

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from errno import ENOSPC
 from typing import TYPE_CHECKING, Generic, Literal, TypeVar
 
-from datagc.config import Config
+from datagc.config.schema import Config
 from datagc.exitcodes import Exit
 from datagc.facts import DiskUsage, FileIdentity
-from datagc.safety import DataDir
+from datagc.safety.datadir import DataDir
 
 if TYPE_CHECKING:
     from datagc.journal import Journal

@@ -24,7 +24,8 @@ import signal
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
-from datagc.safety import DataDir, Share, WalkEntry, WalkErrorHandler, count_entries, walk
+from datagc.safety.datadir import DataDir
+from datagc.safety.walk import Share, WalkEntry, WalkErrorHandler, count_entries, walk
 
 R = TypeVar("R")
 #: folds one walk (all of it, or a worker's share) into a result; the share is None for a serial walk

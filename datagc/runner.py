@@ -23,13 +23,15 @@ from errno import ENOSPC
 from typing import TYPE_CHECKING, Any
 
 from datagc import executor
-from datagc.config import Config
+from datagc.config.schema import Config
 from datagc.errors import DatagcError
 from datagc.exitcodes import Exit
 from datagc.facts import DiskUsage
 from datagc.journal import Journal
 from datagc.model import PassContext, PassSpec, RunReport, StepReport, note
-from datagc.safety import DataDir, disk_usage, lock_data_dir, lock_held
+from datagc.safety.datadir import DataDir
+from datagc.safety.disk import disk_usage
+from datagc.safety.lock import lock_data_dir, lock_held
 from datagc.tombstones import repair_tombstones
 
 if TYPE_CHECKING:

@@ -44,7 +44,8 @@ from datagc.carryover import (
     carry_late_lines,
 )
 from datagc.model import Rotate
-from datagc.safety import DataDir, commit_temp, create_temp_like, discard_temp, split_path
+from datagc.safety.datadir import DataDir, split_path
+from datagc.safety.rewrite import commit_temp, create_temp_like, discard_temp
 
 #: Bytes read per step when searching backwards for line ends.
 BLOCK = 256 * 1024

@@ -17,11 +17,13 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from datagc import executor, feed
-from datagc.config import Config
+from datagc import executor
+from datagc.config.schema import Config
+from datagc.feed.index import FeedIndex, index_feeds
 from datagc.journal import JournalRead, StateDirError, read_journal, rfc3339
 from datagc.model import FeedNull, PassContext, StepReport, note
-from datagc.safety import DataDir, DirCache, split_path
+from datagc.safety.datadir import DataDir, split_path
+from datagc.safety.unlink import DirCache
 
 #: a path that can't be looked at for these reasons is gone (its directory is gone or is a file now)
 _GONE = frozenset({errno.ENOENT, errno.ENOTDIR})
@@ -74,7 +76,7 @@ def tombstones(data_dir: DataDir, config: Config, now: float) -> tuple[set[str],
     The feed is read first and only its missing files are looked up in the
     journal, so a healthy feed costs no journal read. Raises StateDirError.
     """
-    index = feed.index_feeds(data_dir, config)
+    index = index_feeds(data_dir, config)
     gone = missing(data_dir, index.local_refs.keys())
     if not gone:
         return set(), None
@@ -82,7 +84,7 @@ def tombstones(data_dir: DataDir, config: Config, now: float) -> tuple[set[str],
     return gone & deleted_paths(read, now - config.journal.repair_window), read
 
 
-def repair_plan(index: feed.FeedIndex, graves: set[str]) -> list[FeedNull]:
+def repair_plan(index: FeedIndex, graves: set[str]) -> list[FeedNull]:
     """The nulls a repair would write: every local reference to a tombstone (for ``--dry-run``)."""
     seen: set[FeedNull] = set()
     plan = []
@@ -121,7 +123,7 @@ def dangling_references(data_dir: DataDir, config: Config) -> DanglingCheck:
     Read-only. The journal is read only when something dangles.
     """
     check = DanglingCheck()
-    index = feed.index_feeds(data_dir, config)
+    index = index_feeds(data_dir, config)
     check.notes += [f"{problem}; its references were not checked for missing files" for problem in index.problems]
     candidates: dict[FeedNull, set[str]] = {}
     for path, nulls in index.local_refs.items():
@@ -161,7 +163,7 @@ def repair_tombstones(ctx: PassContext, step: StepReport) -> None:
     if not graves:
         return
     if ctx.dry_run:
-        step.actions.extend(repair_plan(feed.index_feeds(ctx.data_dir, ctx.config), graves))
+        step.actions.extend(repair_plan(index_feeds(ctx.data_dir, ctx.config), graves))
     else:
         executor.repair(ctx, graves, step)
     if step.status == "skipped" and step.actions:

@@ -12,9 +12,9 @@ import os
 import re
 from collections.abc import Sequence
 
-from datagc.config import Config
+from datagc.config.schema import Config
 from datagc.model import Action, Delete, FeedNull, FeedRestore, Note, Rotate, note
-from datagc.safety import TEMP_MARK
+from datagc.safety.rewrite import TEMP_MARK
 
 #: state.dir's default, relative to DATA_DIR (SPEC §9)
 DEFAULT_STATE_DIR = ".datagc"

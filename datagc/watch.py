@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any
 
-from datagc.config import Config
+from datagc.config.schema import Config
 from datagc.endpoint import serve_metrics
 from datagc.errors import DatagcError
 from datagc.exitcodes import Exit

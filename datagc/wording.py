@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from datagc.config import PressureConfig
+from datagc.config.schema import PressureConfig
 from datagc.limits import Limit
 from datagc.model import Failure, Note
 from datagc.units import format_size, human_age, human_size

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from datagc.safety import TEMP_MARK
+from datagc.safety.rewrite import TEMP_MARK
 
 DAY = 86400.0
 MiB = 1024 * 1024

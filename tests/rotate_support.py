@@ -9,10 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from datagc.config import Config, FlagValue, load_config
+from datagc.config.load import FlagValue, load_config
+from datagc.config.schema import Config
 from datagc.demo import event_line
 from datagc.model import PassContext
-from datagc.safety import DataDir
+from datagc.safety.datadir import DataDir
 
 MiB = 1024 * 1024
 TS = 1_764_000_000_000

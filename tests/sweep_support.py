@@ -9,10 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from datagc.config import Config, FlagValue, load_config
+from datagc.config.load import FlagValue, load_config
+from datagc.config.schema import Config
 from datagc.demo import build_sample
 from datagc.model import PassContext
-from datagc.safety import DataDir
+from datagc.safety.datadir import DataDir
 
 DAY = 86400.0
 #: a fixed clock for trees whose ages matter

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
+from datagc.facts import DiskUsage
 from datagc.metrics import build_registry
 from datagc.model import RunReport, StepReport
-from datagc.safety import DiskUsage
 from tests.tools import ROOT, run_tool
 
 PROMETHEUS = ROOT / "contrib" / "prometheus"

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from datagc import cli
-from datagc.config import KEYS_BY_NAME, display_value
+from datagc.config.explain import display_value
+from datagc.config.keys import KEYS_BY_NAME
 from tests.helpers import DATAGC, clean_env, holding_lock, run_datagc
 
 CHANGING = ["rotate", "sweep", "pressure", "run-all", "watch"]

@@ -18,9 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from datagc import executor, feed, safety
+from datagc import executor
 from datagc.exitcodes import Exit
+from datagc.facts import FileIdentity
+from datagc.feed.rewrite import null_references, restore_references
 from datagc.model import Action, Delete, FeedNull, FeedRestore, StepReport
+from datagc.safety.datadir import DataDir
 from tests.helpers import DATAGC, clean_env, run_datagc
 from tests.steps import notes
 from tests.sweep_support import context, make_config, write_file
@@ -127,8 +130,8 @@ def test_a_file_that_changed_after_its_references_were_nulled_gets_them_back(dat
     plan: list[Action] = []
     for path in (stuck, free):
         st = path.lstat()
-        plan.append(Delete(str(path.relative_to(data)), st.st_blocks * 512, "age", 30.0, safety.FileIdentity.of(st)))
-    real_null = feed.null_references
+        plan.append(Delete(str(path.relative_to(data)), st.st_blocks * 512, "age", 30.0, FileIdentity.of(st)))
+    real_null = null_references
 
     def null_then_touch(*args, **kwargs):  # type: ignore[no-untyped-def]
         outcome = real_null(*args, **kwargs)
@@ -138,11 +141,11 @@ def test_a_file_that_changed_after_its_references_were_nulled_gets_them_back(dat
 
     step = StepReport("sweep")
     with context(data, make_config(data, cdn__enabled=True)) as ctx:
-        feed.null_references = null_then_touch  # type: ignore[assignment]
+        executor.null_references = null_then_touch  # type: ignore[attr-defined]
         try:
             executor.apply(ctx, plan, step)
         finally:
-            feed.null_references = real_null  # type: ignore[assignment]
+            executor.null_references = real_null  # type: ignore[attr-defined]
     assert stuck.exists() and not free.exists()
     assert feed_now(data) == [FEED[0], {**FEED[1], "imageUrl": None}, FEED[2]]
     restores = [action for action in step.actions if isinstance(action, FeedRestore)]
@@ -157,10 +160,10 @@ def test_a_service_rewrite_in_between_keeps_its_posts_and_the_restore_finds_the_
     rewritten = [{"id": "new", "imageUrl": "/images/new.png"}, {**FEED[0], "imageUrl": None}, FEED[1]]
     (root / "posts.json").write_text(json.dumps(rewritten))
     config = make_config(root, cdn__enabled=True)
-    with safety.DataDir(root) as data_dir:
-        outcome = feed.restore_references(data_dir, config, nulls)
+    with DataDir(root) as data_dir:
+        outcome = restore_references(data_dir, config, nulls)
     assert [r.post for r in outcome.restores] == ["p1"] and not outcome.gone and not outcome.problems
     assert feed_now(root) == [rewritten[0], FEED[0], FEED[1]]
-    with safety.DataDir(root) as data_dir:
-        again = feed.restore_references(data_dir, config, nulls)
+    with DataDir(root) as data_dir:
+        again = restore_references(data_dir, config, nulls)
     assert again.gone == nulls and not again.restores  # no null left there: nothing is written

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from datagc.config import KEYS, FlagValue, effective_values, load_config
+from datagc.config.explain import effective_values
+from datagc.config.keys import KEYS
+from datagc.config.load import FlagValue, load_config
 from datagc.errors import ConfigError
 from datagc.exitcodes import Exit
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from datagc.config import KEYS
+from datagc.config.keys import KEYS
 from datagc.demo import build_sample
 from datagc.exitcodes import Exit
 from tests.helpers import DATAGC, clean_env, run_datagc

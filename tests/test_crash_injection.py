@@ -24,7 +24,7 @@ import orjson
 import pytest
 
 from datagc.demo import build_sample, write_event_log
-from datagc.safety import TEMP_MARK
+from datagc.safety.rewrite import TEMP_MARK
 from tests.helpers import DATAGC, clean_env, run_datagc
 from tests.proof import DAY, MiB, assert_rotated_tail, datagc_temps, expected_feed, local_refs
 

@@ -15,7 +15,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from datagc.config import load_config
+from datagc.config.load import load_config
 from datagc.demo import build_sample
 from datagc.endpoint import serve_metrics
 from datagc.exitcodes import Exit

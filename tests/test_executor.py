@@ -10,9 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from datagc import executor, feed, safety
+from datagc import executor
 from datagc.exitcodes import Exit
+from datagc.facts import FileIdentity
+from datagc.feed.rewrite import NullOutcome, null_references
 from datagc.model import Action, Delete, FeedNull, Rotate, StepReport
+from datagc.safety.unlink import reclaimable_bytes
 from tests.mounts import MiB, fill, readonly_bind, tmpfs
 from tests.steps import errno_name, error, notes, why
 from tests.sweep_support import NOW, context, files, make_config, node_json, post, posts, sample, snapshot, write_file
@@ -20,7 +23,7 @@ from tests.sweep_support import NOW, context, files, make_config, node_json, pos
 
 def delete_of(root: Path, path: str, reason: str = "age") -> Delete:
     st = (root / path).lstat()
-    return Delete(path, safety.reclaimable_bytes(st), reason, NOW - st.st_mtime, safety.FileIdentity.of(st))  # type: ignore[arg-type]
+    return Delete(path, reclaimable_bytes(st), reason, NOW - st.st_mtime, FileIdentity.of(st))  # type: ignore[arg-type]
 
 
 def deleted(step: StepReport) -> list[str]:
@@ -270,4 +273,4 @@ def test_feed_module_is_what_the_executor_uses(tmp_path: Path) -> None:
     root = sample(tmp_path / "data")
     (root / "posts.json").write_bytes(b"broken")
     with context(root, make_config(root)) as ctx:
-        assert feed.null_references(ctx.data_dir, ctx.config, ["posts.json.tmp.1763000000000"]) == feed.NullOutcome()
+        assert null_references(ctx.data_dir, ctx.config, ["posts.json.tmp.1763000000000"]) == NullOutcome()

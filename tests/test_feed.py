@@ -10,8 +10,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from datagc import cdn, feed, safety
+from datagc import cdn
+from datagc.feed.index import index_feeds
+from datagc.feed.parse import FeedError, decode_feed, null_spans, scan_feed
+from datagc.feed.rewrite import NullOutcome, null_references
 from datagc.model import FeedNull
+from datagc.safety.datadir import DataDir
+from datagc.safety.rewrite import is_datagc_temp
 from tests.sweep_support import make_config, node_json, post, posts, sample
 
 MEDIA = ("images", "videos", "voice", "bid-images")
@@ -75,11 +80,11 @@ def test_cdn_paths(url: str, public_url: str, expected: set[str]) -> None:
 
 
 def test_scan_finds_url_fields_with_their_post_ids() -> None:
-    text = feed.decode_feed(
+    text = decode_feed(
         b'[{"id": "p1", "imageUrl": "/images/a.png", "nested": {"imageUrl": "/images/n.png"}},'
         b' "not a post", {"imageUrl": null, "videoUrl": "/videos/v.mp4", "id": 7}, {"imageUrl": 3}]'
     )
-    refs = feed.scan_feed(text, FIELDS)
+    refs = scan_feed(text, FIELDS)
     assert [(r.entry, r.post, r.field, r.url) for r in refs] == [
         (0, "p1", "imageUrl", "/images/a.png"),
         (2, "7", "videoUrl", "/videos/v.mp4"),
@@ -100,8 +105,8 @@ def test_scan_finds_url_fields_with_their_post_ids() -> None:
     ],
 )
 def test_a_feed_that_is_not_an_array_is_refused_with_the_reason(content: bytes, why: str) -> None:
-    with pytest.raises(feed.FeedError, match=why.replace("(", r"\(").replace(")", r"\)")):
-        feed.decode_feed(content)
+    with pytest.raises(FeedError, match=why.replace("(", r"\(").replace(")", r"\)")):
+        decode_feed(content)
 
 
 def test_nulling_changes_only_the_named_values_and_keeps_every_other_byte() -> None:
@@ -112,9 +117,9 @@ def test_nulling_changes_only_the_named_values_and_keeps_every_other_byte() -> N
     ]
     for original in (node_json(document), node_json(document) + "\n", json.dumps(document, separators=(",", ":")),
                      json.dumps(document, indent="\t", ensure_ascii=True)):
-        text = feed.decode_feed(original.encode())
-        refs = [r for r in feed.scan_feed(text, FIELDS) if r.url == "/images/a.png"]
-        changed = feed.null_spans(text, refs)
+        text = decode_feed(original.encode())
+        refs = [r for r in scan_feed(text, FIELDS) if r.url == "/images/a.png"]
+        changed = null_spans(text, refs)
         expected = json.loads(original)
         expected[0]["imageUrl"] = None
         assert json.loads(changed) == expected
@@ -123,9 +128,9 @@ def test_nulling_changes_only_the_named_values_and_keeps_every_other_byte() -> N
 
 def test_node_formatting_survives_byte_for_byte() -> None:
     original = (Path(__file__).parent.parent / "datagc" / "sample" / "posts.json").read_text(encoding="utf-8")
-    text = feed.decode_feed(original.encode())
-    refs = [r for r in feed.scan_feed(text, FIELDS) if r.post == "p3"]
-    changed = feed.null_spans(text, refs)
+    text = decode_feed(original.encode())
+    refs = [r for r in scan_feed(text, FIELDS) if r.post == "p3"]
+    changed = null_spans(text, refs)
     document = json.loads(original)
     document[2]["imageUrl"] = document[2]["videoUrl"] = None
     assert changed == node_json(document) + ("\n" if original.endswith("\n") else "")
@@ -151,15 +156,15 @@ posts_strategy = st.lists(
 def test_nulling_is_exactly_setting_the_fields_to_null(document: list[dict[str, object]], indent: object,
                                                        ascii_only: bool) -> None:
     original = json.dumps(document, indent=indent, ensure_ascii=ascii_only)  # type: ignore[arg-type]
-    text = feed.decode_feed(original.encode())
+    text = decode_feed(original.encode())
     targets = {"images/a.png"}
-    refs = [r for r in feed.scan_feed(text, FIELDS) if cdn.local_paths(r.url, MEDIA) & targets]
+    refs = [r for r in scan_feed(text, FIELDS) if cdn.local_paths(r.url, MEDIA) & targets]
     expected = json.loads(original)
     for entry in expected:
         for name in FIELDS:
             if isinstance(entry.get(name), str) and cdn.local_paths(entry[name], MEDIA) & targets:
                 entry[name] = None
-    assert json.loads(feed.null_spans(text, refs)) == expected
+    assert json.loads(null_spans(text, refs)) == expected
 
 
 # --- the index and rewrites on real files ------------------------------------
@@ -168,8 +173,8 @@ def test_nulling_is_exactly_setting_the_fields_to_null(document: list[dict[str, 
 def test_index_of_the_sample_feed(tmp_path: Path) -> None:
     root = sample(tmp_path / "data")
     config = make_config(root, cdn__public_url="https://cdn.example.com")
-    with safety.DataDir(root) as data_dir:
-        index = feed.index_feeds(data_dir, config)
+    with DataDir(root) as data_dir:
+        index = index_feeds(data_dir, config)
     assert index.complete
     assert index.local_refs == {
         "images/1763990000000-b2.png": [FeedNull("posts.json", "imageUrl", "/images/1763990000000-b2.png", "p2")],
@@ -186,8 +191,8 @@ def test_index_of_the_sample_feed(tmp_path: Path) -> None:
 
 def test_index_with_a_public_url_counts_only_urls_under_it(tmp_path: Path) -> None:
     root = sample(tmp_path / "data")
-    with safety.DataDir(root) as data_dir:
-        index = feed.index_feeds(data_dir, make_config(root, cdn__public_url="https://elsewhere.example.com"))
+    with DataDir(root) as data_dir:
+        index = index_feeds(data_dir, make_config(root, cdn__public_url="https://elsewhere.example.com"))
     assert index.published == {}
     assert len(index.local_refs) == 4
 
@@ -196,11 +201,11 @@ def test_a_missing_feed_references_nothing(tmp_path: Path) -> None:
     root = sample(tmp_path / "data")
     (root / "posts.json").unlink()
     config = make_config(root)
-    with safety.DataDir(root) as data_dir:
-        index = feed.index_feeds(data_dir, config)
-        outcome = feed.null_references(data_dir, config, {"images/shared-name.png"})
+    with DataDir(root) as data_dir:
+        index = index_feeds(data_dir, config)
+        outcome = null_references(data_dir, config, {"images/shared-name.png"})
     assert index.complete and not index.local_refs and not index.published
-    assert outcome == feed.NullOutcome()
+    assert outcome == NullOutcome()
     assert not (root / "posts.json").exists()
 
 
@@ -211,9 +216,9 @@ def test_an_unparseable_feed_is_left_byte_for_byte_and_blocks_every_media_file(t
     before = (root / "posts.json").stat()
     config = make_config(root)
     targets = {"images/shared-name.png", "voice/old/monologue-1763000000.mp3", "posts.json.tmp.1763000000000"}
-    with safety.DataDir(root) as data_dir:
-        index = feed.index_feeds(data_dir, config)
-        outcome = feed.null_references(data_dir, config, targets)
+    with DataDir(root) as data_dir:
+        index = index_feeds(data_dir, config)
+        outcome = null_references(data_dir, config, targets)
     assert not index.complete
     assert str(index.problems[0]).startswith("feed posts.json is not")
     assert set(outcome.blocked) == targets - {"posts.json.tmp.1763000000000"}  # a temp is never named by a URL
@@ -230,8 +235,8 @@ def test_a_feed_that_is_a_symlink_is_not_followed(tmp_path: Path) -> None:
     (root / "posts.json").symlink_to(outside)
     before = outside.read_bytes()
     config = make_config(root)
-    with safety.DataDir(root) as data_dir:
-        outcome = feed.null_references(data_dir, config, {"images/shared-name.png"})
+    with DataDir(root) as data_dir:
+        outcome = null_references(data_dir, config, {"images/shared-name.png"})
     assert outcome.blocked and "symbolic link" in str(outcome.problems[0])
     assert outside.read_bytes() == before and (root / "posts.json").is_symlink()
 
@@ -242,8 +247,8 @@ def test_null_references_nulls_only_the_exact_file_on_a_segment_boundary(tmp_pat
     mode = 0o640
     os.chmod(root / "posts.json", mode)
     config = make_config(root)
-    with safety.DataDir(root) as data_dir:
-        outcome = feed.null_references(data_dir, config, {"images/shared-name.png"})
+    with DataDir(root) as data_dir:
+        outcome = null_references(data_dir, config, {"images/shared-name.png"})
     assert outcome.nulls == [FeedNull("posts.json", "imageUrl", "/images/shared-name.png", "p3")]
     assert outcome.nulled == {"images/shared-name.png"}
     assert post(root, "p3")["imageUrl"] is None
@@ -252,16 +257,16 @@ def test_null_references_nulls_only_the_exact_file_on_a_segment_boundary(tmp_pat
     changed = (root / "posts.json").read_bytes()
     assert changed == original.replace(b'"/images/shared-name.png"', b"null")
     assert (root / "posts.json").stat().st_mode & 0o777 == mode
-    assert sorted(p.name for p in root.iterdir() if safety.is_datagc_temp(p.name)) == []
+    assert sorted(p.name for p in root.iterdir() if is_datagc_temp(p.name)) == []
 
 
 def test_null_references_with_nothing_to_change_leaves_the_file_alone(tmp_path: Path) -> None:
     root = sample(tmp_path / "data")
     before = (root / "posts.json").stat()
     config = make_config(root)
-    with safety.DataDir(root) as data_dir:
-        outcome = feed.null_references(data_dir, config, {"images/in-progress.png", "images/1763900000000-a1.png"})
-    assert outcome == feed.NullOutcome()
+    with DataDir(root) as data_dir:
+        outcome = null_references(data_dir, config, {"images/in-progress.png", "images/1763900000000-a1.png"})
+    assert outcome == NullOutcome()
     assert (root / "posts.json").stat().st_ino == before.st_ino
 
 
@@ -270,7 +275,7 @@ def test_several_feed_files_in_subdirectories(tmp_path: Path) -> None:
     (root / "archive").mkdir()
     (root / "archive" / "old.json").write_text(node_json([{"id": "a1", "videoUrl": "/videos/shared-name.mp4"}]))
     config = make_config(root, feed__files="posts.json,archive/old.json")
-    with safety.DataDir(root) as data_dir:
-        outcome = feed.null_references(data_dir, config, {"videos/shared-name.mp4"})
+    with DataDir(root) as data_dir:
+        outcome = null_references(data_dir, config, {"videos/shared-name.mp4"})
     assert {(n.path, n.post) for n in outcome.nulls} == {("posts.json", "p3"), ("archive/old.json", "a1")}
     assert posts(root, "archive/old.json") == [{"id": "a1", "videoUrl": None}]

@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from datagc import feed, safety
+from datagc.feed import index as feed_index
+from datagc.feed import rewrite as feed_rewrite
+from datagc.feed.index import index_feeds
+from datagc.feed.parse import FieldRef, scan_feed
+from datagc.feed.rewrite import null_references
+from datagc.safety.datadir import DataDir
 from tests.sweep_support import make_config, node_json, write_file
 
 
@@ -16,13 +21,14 @@ from tests.sweep_support import make_config, node_json, write_file
 def counted(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """How many times a feed's text was scanned."""
     calls = [0]
-    scan = feed.scan_feed
+    scan = scan_feed
 
-    def counting(text: str, url_fields: object, **options: bool) -> list[feed.FieldRef]:
+    def counting(text: str, url_fields: object, **options: bool) -> list[FieldRef]:
         calls[0] += 1
         return scan(text, url_fields, **options)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(feed, "scan_feed", counting)
+    monkeypatch.setattr(feed_index, "scan_feed", counting)
+    monkeypatch.setattr(feed_rewrite, "scan_feed", counting)
     return calls
 
 
@@ -37,11 +43,11 @@ def test_an_unchanged_feed_is_parsed_once_for_the_index_and_the_nulling(tmp_path
     root = tmp_path / "data"
     make_tree(root)
     config = make_config(root, cdn__enabled=True)
-    with safety.DataDir(root) as data_dir:
-        index = feed.index_feeds(data_dir, config)
+    with DataDir(root) as data_dir:
+        index = index_feeds(data_dir, config)
         assert set(index.local_refs) == {"images/aaaa.png", "images/bbbb.png"}
-        assert feed.null_references(data_dir, config, ["images/cccc.png"]).nulls == []  # named nowhere
-        assert feed.index_feeds(data_dir, config).local_refs.keys() == index.local_refs.keys()
+        assert null_references(data_dir, config, ["images/cccc.png"]).nulls == []  # named nowhere
+        assert index_feeds(data_dir, config).local_refs.keys() == index.local_refs.keys()
     assert counted == [1]
 
 
@@ -54,8 +60,8 @@ def test_a_feed_rewritten_in_place_with_its_size_and_mtime_kept_is_read_again(
     make_tree(root)
     config = make_config(root, cdn__enabled=True)
     path = root / "posts.json"
-    with safety.DataDir(root) as data_dir:
-        assert "images/bbbb.png" in feed.index_feeds(data_dir, config).local_refs
+    with DataDir(root) as data_dir:
+        assert "images/bbbb.png" in index_feeds(data_dir, config).local_refs
         before = path.stat()
         time.sleep(0.05)  # past the filesystem's timestamp granularity
         with path.open("r+b") as handle:  # in place: same inode
@@ -63,9 +69,9 @@ def test_a_feed_rewritten_in_place_with_its_size_and_mtime_kept_is_read_again(
         os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
         after = path.stat()
         assert (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
-        refs = feed.index_feeds(data_dir, config).local_refs
+        refs = index_feeds(data_dir, config).local_refs
         assert "images/cccc.png" in refs and "images/bbbb.png" not in refs
-        outcome = feed.null_references(data_dir, config, ["images/cccc.png"])
+        outcome = null_references(data_dir, config, ["images/cccc.png"])
         assert outcome.nulled == {"images/cccc.png"}
     assert counted[0] == 2
     assert b'"imageUrl": null' in path.read_bytes() and b"aaaa" in path.read_bytes()
@@ -75,10 +81,10 @@ def test_a_feed_replaced_by_rename_is_read_again(tmp_path: Path, counted: list[i
     root = tmp_path / "data"
     make_tree(root)
     config = make_config(root, cdn__enabled=True)
-    with safety.DataDir(root) as data_dir:
-        feed.index_feeds(data_dir, config)
+    with DataDir(root) as data_dir:
+        index_feeds(data_dir, config)
         temp = root / "posts.json.tmp"
         temp.write_text(node_json([{"id": "p3", "imageUrl": "/images/cccc.png"}]))
         temp.rename(root / "posts.json")
-        assert set(feed.index_feeds(data_dir, config).local_refs) == {"images/cccc.png"}
+        assert set(index_feeds(data_dir, config).local_refs) == {"images/cccc.png"}
     assert counted == [2]

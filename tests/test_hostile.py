@@ -17,7 +17,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from datagc.config import FlagValue, load_config
+from datagc.config.load import FlagValue, load_config
 from datagc.errors import ConfigError
 from datagc.exitcodes import Exit
 from datagc.text import escape

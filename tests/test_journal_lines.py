@@ -9,13 +9,14 @@ from pathlib import Path
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from datagc.config import load_config
+from datagc.config.load import load_config
+from datagc.facts import FileIdentity
 from datagc.history import history, matches, normalise_pattern
 from datagc.journal import Journal, json_text, read_journal
 from datagc.model import Delete, FeedNull
 from datagc.render import Renderer
 from datagc.render_journal import history_lines
-from datagc.safety import DataDir, FileIdentity
+from datagc.safety.datadir import DataDir
 
 #: file names as the kernel hands them over: any bytes but / and NUL, decoded with surrogateescape
 NAMES = st.binary(min_size=1, max_size=40).filter(lambda raw: b"/" not in raw and b"\0" not in raw).map(os.fsdecode)

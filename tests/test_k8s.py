@@ -22,7 +22,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from datagc.config import load_config
+from datagc.config.load import load_config
 from datagc.demo import build_sample
 from datagc.exitcodes import Exit
 from datagc.units import parse_host_port, parse_size

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datagc import limits
-from datagc.config import PressureConfig
+from datagc.config.schema import PressureConfig
 from datagc.limits import Figures, FsFigures, Need
 
 MiB = 1024 * 1024

@@ -17,8 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from datagc import mountid, safety
+from datagc import mountid
 from datagc.exitcodes import Exit
+from datagc.safety.datadir import DataDir
+from datagc.safety.walk import FILE, MOUNT, walk
 from tests.helpers import DATAGC, clean_env
 from tests.sweep_support import write_file
 
@@ -56,21 +58,21 @@ def test_the_walk_does_not_enter_a_bind_mount_made_after_it_started(tmp_path: Pa
     for letter in "abcdefgh":
         write_file(root / "images" / letter / "old.png", 100, 30, now=now)
     source = precious(tmp_path)
-    with safety.DataDir(root) as data_dir:  # the start-up mount list is read here: no mount yet
-        walk = safety.walk(data_dir, "images")
+    with DataDir(root) as data_dir:  # the start-up mount list is read here: no mount yet
+        entries = walk(data_dir, "images")
         seen: list[tuple[str, str, str]] = []
-        for kind, directory, name, _ in walk:
+        for kind, directory, name, _ in entries:
             seen.append((kind, directory, name))
-            if kind == safety.FILE:
+            if kind == FILE:
                 break  # inside the first subdirectory: the others are listed, not entered yet
         entered = {directory for _, directory, _ in seen}
         target = next(f"images/{letter}" for letter in "hgfedcba" if f"images/{letter}" not in entered)
         with bind(source, root / target):
             assert os.stat(root / target).st_dev == data_dir.dev  # st_dev can't tell
-            rest = [(kind, directory, name) for kind, directory, name, _ in walk]
+            rest = [(kind, directory, name) for kind, directory, name, _ in entries]
     assert not [entry for entry in rest if entry[1] == target], "the walk entered the bind mount"
     head, _, name = target.rpartition("/")
-    assert (safety.MOUNT, head, name) in rest
+    assert (MOUNT, head, name) in rest
 
 
 def test_a_sweep_never_deletes_under_a_bind_mount_made_while_it_walks(tmp_path: Path) -> None:

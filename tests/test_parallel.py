@@ -13,9 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from datagc import executor, parallel, safety
+from datagc import executor, parallel
+from datagc.facts import FileIdentity
 from datagc.model import Action, Delete, StepReport
-from datagc.safety import DataDir, Share, WalkEntry
+from datagc.safety.datadir import DataDir, join_path
+from datagc.safety.unlink import reclaimable_bytes
+from datagc.safety.walk import MOUNT, SPECIAL, Share, WalkEntry, count_entries, walk
 from tests.helpers import run_datagc
 from tests.mounts import MiB, bind, tmpfs
 from tests.sweep_support import NOW, context, make_config, write_file
@@ -63,7 +66,7 @@ def collect(entries: Iterator[WalkEntry], _: Share | None) -> list[Seen]:
 
 def serial(root: Path, top: str = "") -> list[Seen]:
     with DataDir(root) as data_dir:
-        return collect(safety.walk(data_dir, top), None)
+        return collect(walk(data_dir, top), None)
 
 
 def split(root: Path, workers: int, monkeypatch: pytest.MonkeyPatch, top: str = "") -> tuple[list[Seen], list[str]]:
@@ -99,7 +102,7 @@ def test_every_entry_is_seen_by_exactly_one_worker(tree: Path, workers: int, mon
     assert errors == []
     names = {name for _, _, name in entries}
     assert "precious.png" not in names  # no symlink followed
-    assert (safety.SPECIAL, "images/s0", "pipe") in entries
+    assert (SPECIAL, "images/s0", "pipe") in entries
 
 
 def test_workers_never_enter_a_mount_at_a_shared_or_an_owned_level(
@@ -122,7 +125,7 @@ def test_workers_never_enter_a_mount_at_a_shared_or_an_owned_level(
         for workers in (2, 3):
             entries, _ = split(tree, workers, monkeypatch)
             assert Counter(entries) == Counter(expected)
-        mounted = sorted(safety.join_path(directory, name) for kind, directory, name in entries if kind == safety.MOUNT)
+        mounted = sorted(join_path(directory, name) for kind, directory, name in entries if kind == MOUNT)
         assert mounted == ["images/s2/d1/deep/mnt-deep", "mnt-shallow", "voice/s2/bound"]
         assert not {"inside.png", "not-ours.png"} & {name for _, _, name in entries}
 
@@ -162,8 +165,8 @@ def test_a_small_tree_is_walked_serially_and_the_probe_stops_at_its_limit(
     with DataDir(tree) as data_dir:
         assert len(parallel.fold_walk(data_dir, "", collect)) == 1
         total = len(serial(tree))
-        assert safety.count_entries(data_dir, "", 10**9) == total  # symlinks counted, never followed
-        assert 50 <= safety.count_entries(data_dir, "", 50) < total
+        assert count_entries(data_dir, "", 10**9) == total  # symlinks counted, never followed
+        assert 50 <= count_entries(data_dir, "", 50) < total
     monkeypatch.setenv(parallel.THRESHOLD_ENV, "50")
     with DataDir(tree) as data_dir:
         assert len(parallel.fold_walk(data_dir, "", collect)) == 4
@@ -199,7 +202,7 @@ def test_parallel_unlinks_recheck_every_file_and_report_in_plan_order(
     plan: list[Action] = []
     for path in paths:
         st = (root / path).lstat()
-        plan.append(Delete(path, safety.reclaimable_bytes(st), "age", NOW - st.st_mtime, safety.FileIdentity.of(st)))
+        plan.append(Delete(path, reclaimable_bytes(st), "age", NOW - st.st_mtime, FileIdentity.of(st)))
     changed = set(paths[100::97])
     for path in changed:
         write_file(root / path, 1001, 9)  # another size: not the file planned

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from datagc.config import load_config
+from datagc.config.load import load_config
 from datagc.errors import ConfigError
 from datagc.exitcodes import Exit
 from tests.helpers import run_datagc

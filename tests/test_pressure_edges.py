@@ -18,10 +18,10 @@ import orjson
 import pytest
 
 from datagc import cdn
-from datagc.config import FlagValue, load_config
+from datagc.config.load import FlagValue, load_config
 from datagc.exitcodes import Exit
 from datagc.model import Delete, PassContext, StepReport
-from datagc.safety import DataDir
+from datagc.safety.datadir import DataDir
 from tests.helpers import DATAGC, clean_env
 from tests.mounts import MiB, tmpfs
 from tests.pressure_tree import (

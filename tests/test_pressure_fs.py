@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from datagc.config import FlagValue, load_config
+from datagc.config.load import FlagValue, load_config
 from datagc.exitcodes import Exit
 from datagc.model import Delete, PassContext, StepReport
-from datagc.safety import DataDir
+from datagc.safety.datadir import DataDir
 from tests.helpers import run_datagc
 from tests.mounts import MiB, loop_ext4, tmpfs
 from tests.pressure_tree import (

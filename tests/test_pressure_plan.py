@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from datagc import limits
-from datagc.config import PressureConfig
+from datagc.config.schema import PressureConfig
 from datagc.eviction import plan_pressure
 from datagc.facts import FileIdentity, FileStat
 from datagc.limits import Figures, FsFigures, Need

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from datagc import cli, parallel
-from datagc.config import KEYS, TEST_MODE_DEFAULTS, Key, display_value
+from datagc.config.explain import display_value
+from datagc.config.keys import KEYS, TEST_MODE_DEFAULTS, Key
 from datagc.exitcodes import LOCKED, Exit
 from datagc.units import format_duration
 

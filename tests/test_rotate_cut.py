@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from datagc.config import RotateConfig
+from datagc.config.schema import RotateConfig
 from datagc.model import Rotate
 from datagc.passes.rotate import LogFacts, plan
 from datagc.tailcopy import Cut, find_cut

@@ -21,7 +21,7 @@ import pytest
 
 from datagc import tailcopy
 from datagc.exitcodes import Exit
-from datagc.safety import DataDir
+from datagc.safety.datadir import DataDir
 from tests.helpers import DATAGC, clean_env
 from tests.mounts import MiB, loop_ext4, loop_xfs, overlay, tmpfs
 from tests.order_support import RotateOnce, check_order_and_completeness, rotate_under_writers

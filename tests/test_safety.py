@@ -12,24 +12,13 @@ from pathlib import Path
 import pytest
 
 from datagc.errors import DataDirError, LockHeld
-from datagc.safety import (
-    CHANGED,
-    DIRECTORY,
-    FILE,
-    MOUNT,
-    SYMLINK,
-    UNLINKED,
-    VANISHED,
-    DataDir,
-    FileIdentity,
-    atomic_rewrite,
-    disk_usage,
-    iter_files,
-    join_path,
-    lock_data_dir,
-    unlink_if_unchanged,
-    walk,
-)
+from datagc.facts import FileIdentity
+from datagc.safety.datadir import DataDir, join_path
+from datagc.safety.disk import disk_usage
+from datagc.safety.lock import lock_data_dir
+from datagc.safety.rewrite import atomic_rewrite
+from datagc.safety.unlink import CHANGED, UNLINKED, VANISHED, unlink_if_unchanged
+from datagc.safety.walk import DIRECTORY, FILE, MOUNT, SYMLINK, iter_files, walk
 from tests.mounts import MiB, tmpfs
 
 

@@ -13,10 +13,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from datagc import safety
 from datagc.exitcodes import Exit
 from datagc.model import Delete, FeedNull, StepReport
 from datagc.passes import sweep
+from datagc.safety.rewrite import temp_name
+from datagc.safety.unlink import reclaimable_bytes
 from tests.helpers import DATAGC, clean_env, run_datagc
 from tests.steps import error, notes, run
 from tests.sweep_support import (
@@ -70,7 +71,7 @@ def data(tmp_path: Path) -> Path:
 
 
 def test_cdn_enabled_sweeps_old_media_and_the_orphan_temp(data: Path) -> None:
-    sizes = {path: safety.reclaimable_bytes((data / path).lstat()) for path in SWEPT_WITH_CDN}
+    sizes = {path: reclaimable_bytes((data / path).lstat()) for path in SWEPT_WITH_CDN}
     original = (data / "posts.json").read_bytes()
     step = run_sweep(data, cdn__enabled=True)
     assert swept(step) == SWEPT_WITH_CDN
@@ -181,7 +182,7 @@ def test_nested_media_and_a_media_dir_that_is_missing(data: Path) -> None:
 
 
 def test_stale_datagc_temps_next_to_the_feed_are_cleaned(data: Path) -> None:
-    stale = data / safety.temp_name("posts.json")
+    stale = data / temp_name("posts.json")
     stale.write_text("[")
     os.utime(stale, (NOW - 60, NOW - 60))  # left by an earlier pass
     young = data / "posts.json.datagc-tmp.9"

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from datagc.cdn import Verdict
 from datagc.facts import FileStat
-from datagc.feed import FeedIndex, FeedProblem
+from datagc.feed.index import FeedIndex, FeedProblem
 from datagc.model import Delete, FeedNull
 from datagc.passes.sweep import SweepPlan, drop_unverified, plan_sweep
 from tests.steps import why

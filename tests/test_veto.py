@@ -21,7 +21,7 @@ from datagc import executor, leftovers
 from datagc.eviction import plan_pressure
 from datagc.exitcodes import Exit
 from datagc.facts import FileIdentity, FileStat
-from datagc.feed import FeedIndex
+from datagc.feed.index import FeedIndex
 from datagc.limits import Need
 from datagc.model import Action, Delete, FeedNull, Rotate, StepReport
 from datagc.passes import rotate

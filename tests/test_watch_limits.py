@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from datagc import limitwatch
-from datagc.config import FlagValue, load_config
-from datagc.safety import DataDir
+from datagc.config.load import FlagValue, load_config
+from datagc.safety.datadir import DataDir
 from tests.helpers import DATAGC, clean_env
 from tests.mounts import KiB, MiB, tmpfs
 from tests.process_lines import Running

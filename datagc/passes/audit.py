@@ -16,12 +16,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from datagc.config import Config
+from datagc.config.schema import Config
 from datagc.exitcodes import Exit
+from datagc.facts import DiskUsage
 from datagc.limits import Figures, Limit, crossed, evaluate, measure_fs
 from datagc.openfiles import command
 from datagc.parallel import fold_walk
-from datagc.safety import DIRECTORY, FILE, MOUNT, SYMLINK, DataDir, DiskUsage, Share, WalkEntry
+from datagc.safety.datadir import DataDir
+from datagc.safety.walk import DIRECTORY, FILE, MOUNT, SYMLINK, Share, WalkEntry
 
 if TYPE_CHECKING:
     from datagc.tombstones import Dangling

@@ -42,7 +42,7 @@ import os
 from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from datagc import cdn, feed, leftovers, limits, openfiles
+from datagc import cdn, leftovers, limits, openfiles
 from datagc.cdn import is_media_path
 from datagc.census import Holdings, plan_on_walk
 from datagc.eviction import (
@@ -55,10 +55,11 @@ from datagc.eviction import (
     plan_pressure,
 )
 from datagc.facts import DiskUsage
+from datagc.feed.index import FeedIndex, index_feeds
 from datagc.limits import Figures, Limit, Need
 from datagc.model import Action, Delete, Failure, Note, PassContext, PassSpec, StepReport, note
 from datagc.openfiles import OpenFiles
-from datagc.safety import DataDir
+from datagc.safety.datadir import DataDir
 from datagc.veto import Veto
 
 #: entries of DATA_DIR named when the disk stays above the threshold
@@ -94,7 +95,7 @@ def prepare(ctx: PassContext) -> PressurePass:
     if not limits.crossed(standing):
         below = note("pressure-below", limits=standing)
         return PressurePass(details=details, notes=[below], skipped=True, before=before, standing=standing)
-    index = feed.index_feeds(data_dir, config)
+    index = index_feeds(data_dir, config)
     if not index.complete:
         problems = "; ".join(str(problem) for problem in index.problems)
         why = note("pressure-feed-unreadable", problems=problems)
@@ -114,7 +115,7 @@ def prepare(ctx: PassContext) -> PressurePass:
     return plan
 
 
-def _plan(ctx: PassContext, need: Need, open_files: OpenFiles, index: feed.FeedIndex) -> PressurePass:
+def _plan(ctx: PassContext, need: Need, open_files: OpenFiles, index: FeedIndex) -> PressurePass:
     """Observe and plan; with ``cdn.verify``, plan again if some published victims are not on the CDN."""
     plan = _observe_and_plan(ctx, need, open_files, index.published, index)
     if not ctx.config.cdn.verify or not (requests := _to_verify(plan, index)):
@@ -131,7 +132,7 @@ def _plan(ctx: PassContext, need: Need, open_files: OpenFiles, index: feed.FeedI
 
 
 def _observe_and_plan(
-    ctx: PassContext, need: Need, open_files: OpenFiles, published: Container[str], index: feed.FeedIndex
+    ctx: PassContext, need: Need, open_files: OpenFiles, published: Container[str], index: FeedIndex
 ) -> PressurePass:
     config = ctx.config
     plan, census = plan_on_walk(ctx.data_dir, config.sweep.media_dirs, functools.partial(
@@ -149,7 +150,7 @@ def _observe_and_plan(
     return PressurePass(**values, census=census)
 
 
-def _to_verify(plan: PressurePlan, index: feed.FeedIndex) -> dict[str, tuple[str, int]]:
+def _to_verify(plan: PressurePlan, index: FeedIndex) -> dict[str, tuple[str, int]]:
     """Victims chosen as published copies, with their CDN URL and local size, for ``cdn.verify``."""
     return {
         action.path: (index.published[action.path], action.identity.size)

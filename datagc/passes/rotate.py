@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 from datagc import leftovers
-from datagc.config import RotateConfig
+from datagc.config.schema import RotateConfig
 from datagc.facts import FileStat
 from datagc.model import Failure, Kept, Note, PassContext, PassSpec, Plan, Rotate, StepReport, note
-from datagc.safety import DataDir, join_path, split_path
+from datagc.safety.datadir import DataDir, join_path, split_path
 from datagc.tailcopy import Cut, find_cut
 
 LogState = Literal["regular", "missing", "symlink", "directory", "special", "elsewhere", "unreadable"]

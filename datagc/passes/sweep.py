@@ -36,12 +36,28 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any, cast
 
-from datagc import cdn, feed, leftovers, safety
-from datagc.config import Config
+from datagc import cdn, leftovers
+from datagc.config.schema import Config
 from datagc.facts import FileStat
-from datagc.feed import FeedIndex
-from datagc.model import Action, Delete, Failure, Kept, Note, PassContext, PassSpec, Plan, Reason, StepReport, note
+from datagc.feed.index import FeedIndex, index_feeds
+from datagc.model import (
+    Action,
+    Delete,
+    Failure,
+    FeedNull,
+    Kept,
+    Note,
+    PassContext,
+    PassSpec,
+    Plan,
+    Reason,
+    StepReport,
+    note,
+)
 from datagc.parallel import fold_walk
+from datagc.safety.datadir import DataDir
+from datagc.safety.rewrite import is_datagc_temp
+from datagc.safety.walk import FILE, Share, WalkEntry, WalkErrorHandler
 from datagc.veto import Veto, pattern_matcher
 
 _NS = 1_000_000_000
@@ -68,9 +84,9 @@ def _outermost(directories: Sequence[str]) -> list[str]:
 
 
 def media_files(
-    data_dir: safety.DataDir,
+    data_dir: DataDir,
     media_dirs: Sequence[str],
-    on_error: safety.WalkErrorHandler,
+    on_error: WalkErrorHandler,
     may_go: Callable[[str, int], bool] = lambda path, mtime_ns: True,
 ) -> tuple[list[FileStat], int]:
     """The regular files under the media directories that ``may_go(path, mtime_ns)`` (no symlink, no other
@@ -93,14 +109,14 @@ def media_files(
 
 
 def _candidates(
-    entries: Iterator[safety.WalkEntry], share: safety.Share | None, may_go: Callable[[str, int], bool]
+    entries: Iterator[WalkEntry], share: Share | None, may_go: Callable[[str, int], bool]
 ) -> tuple[list[tuple[Any, ...]], int]:
     """A walk's regular files that may go, and its count; a worker's as plain tuples (FileStat's fields), which
     pickle several times faster."""
     found: list[tuple[Any, ...]] = []
     scanned = 0
     for kind, directory, name, st in entries:
-        if kind is not safety.FILE:
+        if kind is not FILE:
             continue
         assert st is not None
         scanned += 1
@@ -111,7 +127,7 @@ def _candidates(
     return found, scanned
 
 
-def temp_files(data_dir: safety.DataDir, patterns: Sequence[str]) -> list[FileStat]:
+def temp_files(data_dir: DataDir, patterns: Sequence[str]) -> list[FileStat]:
     """Regular files at the top of DATA_DIR whose name matches ``patterns`` (not datagc's own temps)."""
     if not patterns:
         return []
@@ -121,7 +137,7 @@ def temp_files(data_dir: safety.DataDir, patterns: Sequence[str]) -> list[FileSt
     try:
         with os.scandir(fd) as entries:
             for entry in entries:
-                if matches(entry.name) and not safety.is_datagc_temp(entry.name):
+                if matches(entry.name) and not is_datagc_temp(entry.name):
                     try:
                         if entry.is_file(follow_symlinks=False):
                             found.append(FileStat.of(entry.name, entry.stat(follow_symlinks=False)))
@@ -202,7 +218,7 @@ def plan_sweep(files: Iterable[FileStat], feed_index: FeedIndex, config: Config,
     return plan
 
 
-def _referrers(refs: Sequence[feed.FeedNull]) -> str:
+def _referrers(refs: Sequence[FeedNull]) -> str:
     posts = sorted({ref.post for ref in refs if ref.post})
     return ", ".join(posts) if posts else "a post"
 
@@ -244,7 +260,7 @@ def prepare(ctx: PassContext) -> SweepPlan:
     leftover = leftovers.observe(data_dir, config.feed.files)
     temps = temp_files(data_dir, config.sweep.temp_patterns)
     if config.cdn.enabled:
-        index = feed.index_feeds(data_dir, config)
+        index = index_feeds(data_dir, config)
         age_cutoff, published = int(ctx.now * _NS) - int(config.sweep.max_age * _NS), index.published
         media, scanned = media_files(data_dir, config.sweep.media_dirs, walk_error,
                                      lambda path, mtime_ns: mtime_ns < age_cutoff or path in published)
@@ -271,7 +287,7 @@ def prepare(ctx: PassContext) -> SweepPlan:
     return plan
 
 
-def _is_symlink(data_dir: safety.DataDir, path: str) -> bool:
+def _is_symlink(data_dir: DataDir, path: str) -> bool:
     """For the note only: open_dir reports a symlinked directory as ENOTDIR."""
     try:
         return stat.S_ISLNK(os.stat(path or ".", dir_fd=data_dir.fd, follow_symlinks=False).st_mode)

@@ -1,0 +1,141 @@
+"""Reading the feed files (each parsed once while unchanged) and indexing what they say about each media file."""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Collection
+from dataclasses import dataclass, field
+
+from datagc.cdn import cdn_paths, local_paths
+from datagc.config.schema import Config
+from datagc.facts import FileIdentity
+from datagc.feed.parse import FeedError, FieldRef, decode_feed, scan_feed
+from datagc.model import FeedNull
+from datagc.safety.datadir import DataDir, split_path
+from datagc.safety.rewrite import identity_at, read_regular
+
+
+@dataclass(frozen=True)
+class FeedProblem:
+    """A feed file that couldn't be read, parsed or rewritten (``errno`` for OS errors)."""
+
+    path: str
+    why: str
+    errno: int | None = None
+
+    def __str__(self) -> str:
+        return f"feed {self.path} {self.why}"
+
+
+@dataclass
+class FeedIndex:
+    """What all the feed files say about the media files, at one moment.
+
+    ``local_refs[path]``: the feed fields naming media file ``path`` (relative
+    to DATA_DIR) by a local URL, as the ``FeedNull`` actions that clear them;
+    deleting the file needs them applied first. ``published[path]``: the CDN
+    URL by which the feed shows it (whether the CDN is enabled is the caller's
+    business). A file in neither is unreferenced. ``problems``: feeds that
+    couldn't be read or parsed; while there are any (``complete`` is False)
+    any media file may be referenced and none may be deleted.
+    """
+
+    local_refs: dict[str, list[FeedNull]] = field(default_factory=dict)
+    published: dict[str, str] = field(default_factory=dict)
+    problems: list[FeedProblem] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        """Every feed file was read and parsed (a missing one counts: it references nothing)."""
+        return not self.problems
+
+
+def _describe_os_error(error: OSError) -> str:
+    if error.errno == errno.ELOOP:
+        return "is a symbolic link (not followed)"
+    if error.errno == errno.EINVAL:
+        return "is not a regular file"
+    return f"cannot be read ({error.strerror})"
+
+
+def open_feed_dir(data_dir: DataDir, feed: str) -> int | FeedProblem | None:
+    """The descriptor of the feed's directory, a FeedProblem, or None if the directory doesn't exist."""
+    try:
+        return data_dir.open_dir(split_path(feed)[0])
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        return FeedProblem(feed, f"is in a directory that cannot be opened ({error.strerror})", error.errno)
+
+
+def read_feed(dir_fd: int, feed: str) -> tuple[str, os.stat_result] | FeedProblem | None:
+    """(text, stat) of one feed, a FeedProblem, or None if the feed doesn't exist."""
+    try:
+        content, st = read_regular(dir_fd, split_path(feed)[1])
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        return FeedProblem(feed, _describe_os_error(error), error.errno)
+    try:
+        return decode_feed(content), st
+    except FeedError as error:
+        return FeedProblem(feed, str(error))
+
+
+#: the last parse of each feed file (by its path in DATA_DIR): reused while the file keeps its identity
+_PARSED: dict[str, tuple[FileIdentity, frozenset[str], str, os.stat_result, list[FieldRef]]] = {}
+
+
+def parse_feed(
+    dir_fd: int, feed: str, url_fields: Collection[str]
+) -> tuple[str, os.stat_result, list[FieldRef]] | FeedProblem | None:
+    """(text, stat, URL fields) of one feed, a FeedProblem, or None if the feed doesn't exist.
+
+    A feed is read and parsed again only when its identity (device, inode,
+    size, mtime, ctime: ``lstat`` of its name) differs from the one last
+    parsed: within a pass the planner, the nulling before the deletions and
+    the check after them read one unchanged feed once. The service replaces
+    the feed by rename (a new inode), and any write moves its ctime.
+    """
+    fields = frozenset(url_fields)
+    cached = _PARSED.get(feed)
+    name = split_path(feed)[1]
+    if cached is not None and cached[1] == fields and identity_at(dir_fd, name) == cached[0]:
+        return cached[2], cached[3], cached[4]
+    read = read_feed(dir_fd, feed)
+    if not isinstance(read, tuple):
+        _PARSED.pop(feed, None)
+        return read
+    text, st = read
+    refs = scan_feed(text, fields)
+    _PARSED[feed] = (FileIdentity.of(st), fields, text, st, refs)
+    return text, st, refs
+
+
+def index_feeds(data_dir: DataDir, config: Config) -> FeedIndex:
+    """Read every feed file once and index what it says about each media file."""
+    index = FeedIndex()
+    media_dirs = config.sweep.media_dirs
+    public_url = config.cdn.public_url
+    for feed in config.feed.files:
+        dir_fd = open_feed_dir(data_dir, feed)
+        if isinstance(dir_fd, int):
+            try:
+                read = parse_feed(dir_fd, feed, config.feed.url_fields)
+            finally:
+                os.close(dir_fd)
+        else:
+            read = dir_fd
+        if read is None:
+            continue
+        if isinstance(read, FeedProblem):
+            index.problems.append(read)
+            continue
+        for ref in read[2]:
+            null = FeedNull(path=feed, field=ref.field, url=ref.url, post=ref.post)
+            for path in local_paths(ref.url, media_dirs):
+                index.local_refs.setdefault(path, []).append(null)
+            for path in cdn_paths(ref.url, public_url, media_dirs):
+                index.published.setdefault(path, ref.url)
+    return index

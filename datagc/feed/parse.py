@@ -1,0 +1,123 @@
+"""Parsing a feed's text: the URL fields of its posts with their spans, and edits that keep every other byte."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Collection, Sequence
+from typing import NamedTuple
+
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+
+_DECODER = json.JSONDecoder()
+
+
+class FeedError(ValueError):
+    """The feed is not a JSON array; the message says what it is instead."""
+
+
+class FieldRef(NamedTuple):
+    """One URL field of one post, with the span of its JSON string in the feed's text."""
+
+    entry: int  # index of the post in the array
+    post: str | None  # the post's "id", when it has one
+    field: str
+    url: str
+    start: int
+    end: int
+
+
+def decode_feed(content: bytes) -> str:
+    """The feed's text; FeedError unless it is UTF-8 JSON whose top level is an array."""
+    try:
+        text = content.decode("utf-8")
+        document = json.loads(text)
+    except UnicodeDecodeError as error:
+        raise FeedError(f"is not UTF-8 text ({error.reason} at byte {error.start})") from None
+    except json.JSONDecodeError as error:
+        raise FeedError(f"is not JSON ({error.msg} at line {error.lineno} column {error.colno})") from None
+    except RecursionError:
+        raise FeedError("is nested too deeply to parse") from None
+    if not isinstance(document, list):
+        raise FeedError(f"is not a JSON array (its top level is {_json_type(document)})")
+    return text
+
+
+def _json_type(value: object) -> str:
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, str):
+        return "a string"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    return "a number"
+
+
+def scan_feed(text: str, url_fields: Collection[str], *, nulls: bool = False) -> list[FieldRef]:
+    """Every string-valued ``url_fields`` field of every object in the array ``text``, with its span.
+
+    ``text`` must have passed ``decode_feed``. Non-object entries and nested
+    values are skipped; with duplicate keys every occurrence is listed. With
+    ``nulls``, the fields whose value is null instead (their ``url`` is empty).
+    """
+    refs: list[FieldRef] = []
+    position = _skip(text, 0) + 1  # past "["
+    position = _skip(text, position)
+    entry = 0
+    while text[position] != "]":
+        if text[position] == "{":
+            position = _scan_object(text, position, entry, url_fields, refs, nulls)
+        else:
+            _, position = _DECODER.raw_decode(text, position)
+        position = _skip(text, position)
+        if text[position] == ",":
+            position = _skip(text, position + 1)
+            entry += 1
+    return refs
+
+
+def _skip(text: str, position: int) -> int:
+    match = _WHITESPACE.match(text, position)
+    assert match is not None  # the pattern matches the empty string
+    return match.end()
+
+
+def _scan_object(
+    text: str, position: int, entry: int, url_fields: Collection[str], refs: list[FieldRef], nulls: bool
+) -> int:
+    post: str | None = None
+    found: list[tuple[str, str, int, int]] = []
+    position = _skip(text, position + 1)
+    while text[position] != "}":
+        key, position = _DECODER.raw_decode(text, position)
+        position = _skip(text, _skip(text, position) + 1)  # past ":"
+        start = position
+        value, position = _DECODER.raw_decode(text, position)
+        if key in url_fields and (value is None if nulls else isinstance(value, str)):
+            found.append((key, value or "", start, position))
+        elif key == "id" and isinstance(value, (str, int)) and not isinstance(value, bool):
+            post = str(value)
+        position = _skip(text, position)
+        if text[position] == ",":
+            position = _skip(text, position + 1)
+    refs.extend(FieldRef(entry, post, key, value, start, end) for key, value, start, end in found)
+    return position + 1
+
+
+def null_spans(text: str, refs: Sequence[FieldRef]) -> str:
+    """``text`` with the string literal of each ref replaced by ``null``; every other byte kept."""
+    return replace_spans(text, [(ref, "null") for ref in refs])
+
+
+def replace_spans(text: str, edits: Sequence[tuple[FieldRef, str]]) -> str:
+    """``text`` with the value of each ref replaced by the given JSON; every other byte kept."""
+    pieces = []
+    position = 0
+    for ref, value in sorted(edits, key=lambda edit: edit[0].start):
+        pieces.append(text[position:ref.start])
+        pieces.append(value)
+        position = ref.end
+    pieces.append(text[position:])
+    return "".join(pieces)
