@@ -1,6 +1,6 @@
 """datagc's own leftovers: the temp file an interrupted rotation or feed rewrite leaves next to its target.
 
-A leftover is ``<log or feed>.datagc-tmp.<pid>`` (``safety.temp_name``) in the
+A leftover is ``<log or feed>.datagc-tmp.<pid>`` (``datagc.safety.rewrite.temp_name``) in the
 target's directory. ``observe`` lists them; ``plan`` makes each one older
 than the pass a ``temp`` deletion, so ``--dry-run`` shows it and the
 executor's veto and re-check apply to it as to any other target.

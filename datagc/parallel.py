@@ -3,8 +3,8 @@
 Processes, not threads: a thread releases the GIL only inside ``getdents``
 and ``fstatat``, and the Python work around each entry (the stat result, the
 pass's tally) then runs one thread at a time; measured on 2 cores, two threads
-were slower than one. Each worker walks its ``safety.Share`` of the tree with
-the serial walk itself (``safety.walk``: the same fd-relative opens, no
+were slower than one. Each worker walks its ``Share`` of the tree (``datagc.safety.walk``) with
+the serial walk itself (``walk``: the same fd-relative opens, no
 symlink followed, the per-directory ``st_dev`` and mount point checks), folds
 what it sees into a compact result (tallies, candidates) and sends that back
 pickled; the parent walks share 0 itself and merges. Workers are forked:

@@ -35,7 +35,7 @@ from datagc.safety.lock import lock_data_dir, lock_held
 from datagc.tombstones import repair_tombstones
 
 if TYPE_CHECKING:
-    from datagc.render import Renderer
+    from datagc.render.terminal import Renderer
 
 #: run-all's order: rotation first (cheap, frees the most predictable space), pressure last
 RUN_ALL_STEPS: tuple[str, ...] = ("rotate", "sweep", "pressure")

@@ -27,7 +27,7 @@ from datagc.errors import DatagcError
 from datagc.exitcodes import Exit
 from datagc.limitwatch import LimitCheck
 from datagc.model import RunReport
-from datagc.render import Renderer
+from datagc.render.terminal import Renderer
 from datagc.runner import RUN_ALL_STEPS, RunOptions, run_and_report
 from datagc.units import format_duration
 from datagc.wording import limit_crossed

@@ -6,7 +6,7 @@ import errno
 from typing import Any
 
 from datagc.model import Kept, PassContext, StepReport
-from datagc.render import step_error
+from datagc.render.json_report import step_error
 from datagc.runner import run_step
 from datagc.wording import text
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from datagc import cli
 from datagc.config.explain import display_value
 from datagc.config.keys import KEYS_BY_NAME
+from datagc.options import AUDIT, COMMON, RUN_ALL, WATCH
 from tests.helpers import DATAGC, clean_env, holding_lock, run_datagc
 
 CHANGING = ["rotate", "sweep", "pressure", "run-all", "watch"]
@@ -36,8 +36,8 @@ def test_help_has_no_stray_spaces_and_shows_env_and_defaults(command: str) -> No
 
 
 def test_each_options_env_names_and_default_are_the_configurations() -> None:
-    """The help is written in cli.py (importing config.KEYS would cost every start-up): held equal here."""
-    options = {opt.param: opt for group in (cli.COMMON, cli.RUN_ALL, cli.AUDIT, cli.WATCH) for opt in group}
+    """The help is written in options.py (importing config.KEYS would cost every start-up): held equal here."""
+    options = {opt.param: opt for group in (COMMON, RUN_ALL, AUDIT, WATCH) for opt in group}
     checked = 0
     for opt in options.values():
         if opt.key is None:

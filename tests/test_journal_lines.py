@@ -14,8 +14,8 @@ from datagc.facts import FileIdentity
 from datagc.history import history, matches, normalise_pattern
 from datagc.journal import Journal, json_text, read_journal
 from datagc.model import Delete, FeedNull
-from datagc.render import Renderer
-from datagc.render_journal import history_lines
+from datagc.render.journal import history_lines
+from datagc.render.terminal import Renderer
 from datagc.safety.datadir import DataDir
 
 #: file names as the kernel hands them over: any bytes but / and NUL, decoded with surrogateescape

@@ -11,6 +11,7 @@ from datagc import cli, parallel
 from datagc.config.explain import display_value
 from datagc.config.keys import KEYS, TEST_MODE_DEFAULTS, Key
 from datagc.exitcodes import LOCKED, Exit
+from datagc.options import AUDIT, COMMON, RUN_ALL, WATCH
 from datagc.units import format_duration
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,7 +22,7 @@ OTHER_ENV = {"DATAGC_CONFIG", "R2_ACCESS_KEY_ID", "TEST_MODE", parallel.THRESHOL
 
 def flags() -> dict[str, str]:
     """Configuration key -> the flag that sets it, as ``--help`` spells it."""
-    options = cli.COMMON + cli.RUN_ALL + cli.AUDIT + cli.WATCH
+    options = COMMON + RUN_ALL + AUDIT + WATCH
     return {opt.key: next(d for d in opt.info.param_decls if d.startswith("--")) for opt in options if opt.key}
 
 

@@ -53,7 +53,7 @@ DRIVER = r"""
 import json, sys
 from pathlib import Path
 from datagc import tailcopy
-from datagc.safety import DataDir
+from datagc.safety.datadir import DataDir
 root, keep_lines, keep_bytes = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 for _ in sys.stdin:
     with DataDir(root) as data_dir:

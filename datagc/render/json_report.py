@@ -1,0 +1,122 @@
+"""The JSON documents of ``--json``: one per report, versioned (SPEC §6)."""
+
+from __future__ import annotations
+
+import errno
+from typing import Any
+
+from datagc.facts import DiskUsage
+from datagc.limits import limit_json
+from datagc.model import Action, Delete, FeedNull, FeedRestore, RunReport, StepReport
+from datagc.passes.audit import AuditReport
+from datagc.render.journal import dangling_json
+from datagc.wording import error_text, text
+
+JSON_VERSION = 1
+
+
+def disk_json(disk: DiskUsage | None) -> dict[str, Any] | None:
+    if disk is None:
+        return None
+    return {
+        "total_bytes": disk.total_bytes,
+        "used_bytes": disk.used_bytes,
+        "free_bytes": disk.free_bytes,
+        "used_fraction": round(disk.used_fraction, 6),
+    }
+
+
+def action_json(action: Action) -> dict[str, Any]:
+    if isinstance(action, Delete):
+        return {
+            "kind": action.kind,
+            "path": action.path,
+            "bytes": action.bytes,
+            "reason": action.reason,
+            "age_seconds": round(action.age, 3),
+            "detail": action.detail,
+        }
+    if isinstance(action, (FeedNull, FeedRestore)):
+        document = {
+            "kind": action.kind,
+            "path": action.path,
+            "field": action.field,
+            "url": action.url,
+            "post": action.post,
+        }
+        if isinstance(action, FeedNull) and action.reason is not None:
+            document["reason"] = action.reason
+        return document
+    return {
+        "kind": action.kind,
+        "path": action.path,
+        "bytes_before": action.bytes_before,
+        "bytes_after": action.bytes_after,
+        "lines_kept": action.lines_kept,
+    }
+
+
+def step_error(step: StepReport) -> str | None:
+    return error_text(step.failures, step.first_failure)
+
+
+def step_json(step: StepReport) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "name": step.name,
+        "status": step.status,
+        "reclaimed_bytes": step.reclaimed_bytes,
+        "error": step_error(step),
+        "actions": [action_json(action) for action in step.actions],
+        "kept": [{"path": kept.path, "why": text(kept.why)} for kept in step.kept],
+        "notes": [text(note) for note in step.notes],
+    }
+    if step.failures:
+        document["errno"] = errno.errorcode.get(step.errno or 0, "")
+    document.update(step.details)
+    return document
+
+
+def run_json(report: RunReport) -> dict[str, Any]:
+    return {
+        "version": JSON_VERSION,
+        "command": report.command,
+        "data_dir": report.data_dir,
+        "dry_run": report.dry_run,
+        "exit_code": report.exit_code,
+        "reclaimed_bytes": report.reclaimed_bytes,
+        "disk_before": disk_json(report.disk_before),
+        "disk_after": disk_json(report.disk_after),
+        "other_pass_running": report.other_pass_running,
+        "steps": [step_json(step) for step in report.steps],
+    }
+
+
+def audit_json(report: AuditReport) -> dict[str, Any]:
+    return {
+        "version": JSON_VERSION,
+        "command": "audit",
+        "data_dir": report.data_dir,
+        "dry_run": False,
+        "exit_code": int(report.flags),
+        "total_bytes": report.total_bytes,
+        "apparent_bytes": report.apparent_bytes,
+        "files": report.files,
+        "dirs": report.dirs,
+        "breakdown": [{"path": e.path, "bytes": e.bytes, "files": e.files} for e in report.breakdown],
+        "largest": [{"path": f.path, "bytes": f.bytes} for f in report.largest],
+        "disk": disk_json(report.disk),
+        "threshold": report.threshold,
+        "limits": [limit_json(limit) for limit in report.limits],
+        "mount_root": report.mount_root,
+        "unaccounted_bytes": report.unaccounted_bytes,
+        "deleted_open": [
+            {"pid": d.pid, "command": d.command, "path": d.path, "bytes": d.bytes}
+            for d in report.deleted_open
+        ],
+        "dangling_references": dangling_json(report.dangling),
+        "symlinks": [path for path in report.symlinks],
+        "mounts": [path for path in report.mounts],
+        "special_files": report.special_files,
+        "errors": report.errors,
+        "notes": report.notes,
+    }

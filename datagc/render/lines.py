@@ -1,0 +1,110 @@
+"""Plain lines, one per event, with the prefixes the service's operators search for (``[janitor]``,
+``[disk-audit]``); and the sizes and fractions as they are shown."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from datagc.model import Action, FeedNull, FeedRestore, Rotate, RunReport, StepReport
+from datagc.passes.audit import AuditReport
+from datagc.render.journal import dangling_lines
+from datagc.units import human_age, human_size
+from datagc.wording import limits_with_thresholds, text
+
+size = human_size
+
+
+def people_size(count: int) -> str:
+    """``2.1 MB`` for the terminal views (humanize; they show a screenful, so its cost doesn't matter)."""
+    import humanize
+
+    return humanize.naturalsize(count)
+
+
+def percent(fraction: float) -> str:
+    return f"{fraction * 100:.1f}%"
+
+
+def action_line(action: Action, dry_run: bool) -> str:
+    would = "would " if dry_run else ""
+    if isinstance(action, Rotate):
+        verb = "rotate" if dry_run else "rotated"
+        return (
+            f"[janitor] {would}{verb} {action.path}: {action.bytes_before} -> {action.bytes_after} bytes "
+            f"(kept {action.lines_kept} lines)"
+        )
+    if isinstance(action, FeedNull):
+        post = f" of {action.post}" if action.post else ""
+        verb = "null" if dry_run else "nulled"
+        why = ", repair: a file deleted by an earlier pass" if action.reason == "repair" else ""
+        return f"[janitor] {would}{verb} {action.field}{post} in {action.path} ({action.url}{why})"
+    if isinstance(action, FeedRestore):
+        post = f" of {action.post}" if action.post else ""
+        return (f"[janitor] restored {action.field}{post} in {action.path} ({action.url}): "
+                "its file was not deleted after all")
+    if action.reason == "pressure":
+        verb = "evict" if dry_run else "evicted"
+        facts = [action.detail] if action.detail else []
+    else:
+        verb = "sweep" if dry_run else "swept"
+        facts = [] if action.reason == "age" else [action.reason]
+    facts += [f"age {human_age(action.age)}", size(action.bytes)]
+    return f"[janitor] {would}{verb} {action.path} ({', '.join(facts)})"
+
+
+def step_lines(step: StepReport, dry_run: bool, verbose: bool) -> list[str]:
+    if step.status == "disabled":  # its note says where the kill switch came from
+        return [f"[janitor] {text(note)}" for note in step.notes]
+    lines = [action_line(action, dry_run) for action in step.actions]
+    lines += [f"[janitor] {text(note)}" for note in step.notes]
+    if verbose:
+        lines += [f"[janitor] kept {kept.path}: {text(kept.why)}" for kept in step.kept]
+    return lines
+
+
+def busy_line(report: RunReport) -> str | None:
+    """What a dry run says when another datagc was working on the data directory."""
+    if not report.other_pass_running:
+        return None
+    return (f"another datagc is working on {report.data_dir} (it holds the lock); this dry run did not "
+            "wait for it, so a real pass run after it may find less to do")
+
+
+def summary_line(report: RunReport, sized: Callable[[int], str] = size) -> str:
+    """The last line; sizes ``sized`` as the rest of its view writes them (``2.1MB`` plain, ``2.1 MB`` rich)."""
+    verb = "would reclaim" if report.dry_run else "reclaimed"
+    parts = [f"[janitor] {report.command}: {verb} {sized(report.reclaimed_bytes)}"]
+    disk = report.disk_after or report.disk_before
+    if disk is not None:
+        parts.append(f"disk {percent(disk.used_fraction)} used, {sized(disk.free_bytes)} free")
+    parts.append(f"exit {report.exit_code}")
+    return "; ".join(parts)
+
+
+def audit_lines(report: AuditReport) -> list[str]:
+    top_dirs = ",".join(f"{e.path}:{size(e.bytes)}" for e in report.breakdown[:5])
+    largest = ",".join(f"{f.path}:{size(f.bytes)}" for f in report.largest)
+    lines = [
+        f"[disk-audit] total={size(report.total_bytes)} files={report.files} "
+        f"top_dirs={top_dirs} largest={largest}"
+    ]
+    if report.disk is not None:
+        unaccounted = size(report.unaccounted_bytes or 0)
+        lines.append(
+            f"[disk-audit] disk used={percent(report.disk.used_fraction)} total={size(report.disk.total_bytes)} "
+            f"free={size(report.disk.free_bytes)} threshold={percent(report.threshold)} "
+            f"unaccounted={unaccounted} apparent={size(report.apparent_bytes)} dirs={report.dirs}"
+        )
+    if report.limits:
+        lines.append("[disk-audit] limits " + "; ".join(
+            limits_with_thresholds([limit]) + (" CROSSED" if limit.crossed else "") for limit in report.limits))
+    lines += [
+        f"[disk-audit] deleted-open pid={d.pid} command={d.command} bytes={size(d.bytes)} path={d.path}"
+        for d in report.deleted_open
+    ]
+    lines += dangling_lines(report.dangling)
+    lines += [f"[disk-audit] mount (not walked) {path}" for path in report.mounts]
+    if report.symlinks:
+        lines.append(f"[disk-audit] symlinks (not followed) {len(report.symlinks)}")
+    lines += [f"[disk-audit] note: {note}" for note in report.notes]
+    return lines
