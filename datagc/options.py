@@ -44,18 +44,13 @@ def _switch(param: str, decl: str, help: str, key: str, env: str = "", default: 
 
 
 DATA_DIR = _opt("data_dir", "--data-dir", "The data directory.", "data_dir", "PATH", "DATAGC_DATA_DIR", "./.data")
-
 CONFIG_FILE = _opt("config_path", "--config", "TOML configuration file.", None, "PATH", "DATAGC_CONFIG",
                    "none: no file is read")
-
 JSON = Opt("json_output", bool, typer.Option(False, "--json", help="One JSON report on stdout."))
-
 QUIET = Opt("quiet", bool, typer.Option(False, "--quiet", "-q", help="Only errors (not even 'another datagc "
                                         "holds the lock': the exit status, 75, says it)."))
-
 #: what every command that reads the tree takes (audit included)
 READ: tuple[Opt, ...] = (DATA_DIR, CONFIG_FILE, JSON, QUIET)
-
 #: what the commands that change the tree take besides
 CHANGE: tuple[Opt, ...] = (
     Opt("dry_run", bool, typer.Option(False, "--dry-run", "-n", help="Plan and report; change nothing (and take "
@@ -66,9 +61,7 @@ CHANGE: tuple[Opt, ...] = (
     _opt("metrics_textfile", "--metrics-textfile", "Write Prometheus textfile metrics here.", "metrics.textfile",
          "PATH", "DATAGC_METRICS_TEXTFILE", "off"),
 )
-
 COMMON = READ + CHANGE
-
 ROTATE: tuple[Opt, ...] = (
     _opt("logs", "--logs", "Event logs to rotate, comma-separated.", "rotate.logs", "LIST", "DATAGC_ROTATE_LOGS",
          "events.jsonl"),
@@ -79,7 +72,6 @@ ROTATE: tuple[Opt, ...] = (
     _opt("keep_bytes", "--keep-bytes", "At most this many bytes kept.", "rotate.keep_bytes", "SIZE",
          "DATAGC_ROTATE_KEEP_BYTES", "half of --max-bytes"),
 )
-
 CDN: tuple[Opt, ...] = (
     _switch("cdn", "--cdn/--no-cdn", "Media are also on the CDN.", "cdn.enabled", "DATAGC_CDN_ENABLED",
             "on when R2_ACCESS_KEY_ID is set"),
@@ -88,7 +80,6 @@ CDN: tuple[Opt, ...] = (
     _opt("cdn_public_url", "--cdn-public-url", "The CDN's public base URL: the only URLs that count as CDN copies.",
          "cdn.public_url", "URL", "DATAGC_CDN_PUBLIC_URL, R2_PUBLIC_URL", "none: no URL is a CDN copy"),
 )
-
 SWEEP: tuple[Opt, ...] = (
     _opt("max_age", "--max-age", "CDN on: delete media older than this (e.g. 7d).", "sweep.max_age", "DURATION",
          "DATAGC_SWEEP_MAX_AGE, GC_MEDIA_MAX_AGE_MS", "7d"),
@@ -99,7 +90,6 @@ SWEEP: tuple[Opt, ...] = (
     _switch("cdn_verify", "--cdn-verify/--no-cdn-verify", "HEAD the CDN copy before deleting a published file.",
             "cdn.verify", "DATAGC_CDN_VERIFY", "no-cdn-verify"),
 )
-
 PRESSURE: tuple[Opt, ...] = (
     _opt("threshold", "--threshold", "Evict when the disk is fuller than this (0.7 or 70%).", "pressure.threshold",
          "FRACTION", "DATAGC_PRESSURE_THRESHOLD, GC_DISK_PRESSURE_THRESHOLD", "0.7"),
@@ -118,10 +108,8 @@ PRESSURE: tuple[Opt, ...] = (
     _opt("inode_target", "--inode-target", "Evict down to this inode usage.", "pressure.inode_target", "FRACTION",
          "DATAGC_PRESSURE_INODE_TARGET", "0.9"),
 )
-
 AUDIT: tuple[Opt, ...] = (_opt("top", "--top", "How many of the largest files to list.", "audit.top", "N",
                                "DATAGC_AUDIT_TOP", "10"),)
-
 WATCH: tuple[Opt, ...] = (
     _opt("interval", "--interval", "Time between passes.", "watch.interval", "DURATION",
          "DATAGC_WATCH_INTERVAL, GC_SWEEP_INTERVAL_MS", "1h; 5s with TEST_MODE"),
@@ -132,9 +120,7 @@ WATCH: tuple[Opt, ...] = (
     _opt("check_interval", "--check-interval", "How often to check the pressure limits between passes.",
          "watch.check_interval", "DURATION", "DATAGC_WATCH_CHECK_INTERVAL", "10s; 1s with TEST_MODE"),
 )
-
 RUN_ALL = ROTATE + CDN + SWEEP + PRESSURE
-
 HISTORY: tuple[Opt, ...] = (
     Opt("pattern", Optional[str], typer.Argument(  # noqa: UP045
         None, metavar="[PATTERN]", help="A path or glob relative to DATA_DIR (a directory: all under it).")),

@@ -110,18 +110,10 @@ KEYS: tuple[Key, ...] = (
         "a path deleted this recently is a tombstone: feed references to it are nulled again",
         ("DATAGC_JOURNAL_REPAIR_WINDOW",)),
 )
-
-
 KEYS_BY_NAME: dict[str, Key] = {key.name: key for key in KEYS}
-
-
 #: the smallest journal bound that still holds a useful history
 JOURNAL_MIN_BYTES = 64 * 1024
-
-
 TEST_MODE_DEFAULTS: dict[str, float] = {"watch.interval": 5.0, "watch.initial_delay": 2.0,
                                         "watch.check_interval": 1.0}
-
-
 #: how ``pressure.min_free_target`` follows ``pressure.min_free`` when it is not set
 MIN_FREE_TARGET_FACTOR = 1.5

@@ -19,8 +19,6 @@ from datagc.units import format_size
 
 #: a config file larger than this is not a datagc config file
 MAX_CONFIG_BYTES = 1 << 20
-
-
 #: what a data directory may never be (SPEC §7 rule 18), also when reached through a symlink or ``..``
 SYSTEM_DIRS: tuple[str, ...] = (
     "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32", "/opt", "/proc",

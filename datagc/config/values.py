@@ -11,11 +11,8 @@ from datagc.units import format_duration, parse_duration, parse_host_port, parse
 
 Parser = Callable[[Any], Any]
 
-
 #: the largest whole number or byte count a setting may hold (a signed 64-bit integer)
 MAX_INT = 2**63 - 1
-
-
 #: the longest duration a setting may hold: 100 years (longer ones overflow timers)
 MAX_SECONDS = 100 * 365.25 * 86400
 

@@ -8,7 +8,6 @@ from collections.abc import Collection, Sequence
 from typing import NamedTuple
 
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
-
 _DECODER = json.JSONDecoder()
 
 

@@ -21,9 +21,7 @@ from datagc.safety.rewrite import REPLACED, replace_if_unchanged
 
 #: rewrites tried at least, and for how long, before giving up on a feed the service keeps changing
 MIN_ATTEMPTS = 10
-
 RETRY_SECONDS = 5.0
-
 #: the longest pause between two attempts; each pause is random (up to this, growing with the attempts) so that
 #: datagc falls out of step with a writer that rewrites the feed at a steady pace
 MAX_PAUSE_SECONDS = 0.05

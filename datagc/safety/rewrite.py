@@ -95,12 +95,8 @@ def atomic_rewrite(dir_fd: int, name: str, content: bytes, like: os.stat_result)
 
 #: errnos of renameat2(RENAME_EXCHANGE) where the kernel, libc or filesystem can't exchange
 _NO_EXCHANGE = frozenset({errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP})
-
-
 #: swaps ``settle_exchange`` makes before leaving a hopelessly busy file to the caller's retry
 _MAX_SWAPS = 8
-
-
 REPLACED = "replaced"
 
 

@@ -15,11 +15,7 @@ def reclaimable_bytes(st: os.stat_result) -> int:
 
 
 UNLINKED = "unlinked"
-
-
 VANISHED = "vanished"
-
-
 CHANGED = "changed"
 
 

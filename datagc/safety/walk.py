@@ -12,23 +12,12 @@ from datagc.safety.datadir import DIR_FLAGS, DataDir, join_path
 
 #: kinds of entry the walk reports
 FILE = "file"
-
-
 SYMLINK = "symlink"
-
-
 SPECIAL = "special"  # FIFOs, sockets, devices: never touched, counted by audit
-
-
 MOUNT = "mount"  # a directory on another filesystem or a mount point: reported, never entered
-
-
 DIRECTORY = "directory"  # reported as it is entered
 
-
 WalkEntry = tuple[str, str, str, "os.stat_result | None"]
-
-
 WalkErrorHandler = Callable[[str, OSError], None]
 
 
