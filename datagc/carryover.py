@@ -17,7 +17,13 @@ rule 5). Two Linux file leases make this exact and keep each writer's order
   A writer that resolved the old path just before the rename and opens it
   now breaks it, so a read lease that stayed unbroken for ``SETTLE_S`` means
   nobody writes there any more. Where it is unavailable (another owner and
-  no CAP_LEASE), ``QUIET_S`` without growth is waited for instead.
+  no CAP_LEASE), ``QUIET_S`` without growth, and no process holding it open
+  for writing in /proc, is waited for instead.
+
+A writer that still holds the old inode open after ``max_wait`` is given up
+on (what it writes later is lost to the new log, and reported) only if it
+sleeps: one that is runnable or in disk sleep is an appender mid-append that
+a loaded machine is slow to schedule, and is waited for up to ``BUSY_WAIT_S``.
 
 Without the write lease (a filesystem without leases), writers are not held
 off: a line appended to the old inode just before the rename can land after
@@ -35,6 +41,8 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
+from datagc.openfiles import Writer, writers_of
+
 #: Bytes read per step when carrying appended lines over.
 CHUNK = 1024 * 1024
 #: How long a read lease on the old inode must stay unbroken to be done with it.
@@ -44,8 +52,13 @@ SETTLE_S = 0.02
 QUIET_S = 0.1
 #: How long writers are held off the new log at most while the old one's late lines are carried over.
 ORDER_WAIT_S = 0.5
-#: How long to wait at most for writers still holding the old inode open.
+#: How long to wait at most for writers still holding the old inode open (and asleep: they keep it open for good).
 MAX_WAIT_S = 2.0
+#: How long to wait at most for a writer that holds the old inode open and is busy (runnable or in disk sleep):
+#: an appender mid-append on a loaded machine, whose line would be lost if it were given up on.
+BUSY_WAIT_S = 30.0
+#: How often, past ``max_wait``, to look again whether the writers holding the old inode are busy (a /proc scan).
+BUSY_RECHECK_S = 0.25
 #: Without the write lease: how long to wait at most for the new log to end on a line boundary.
 LINE_END_WAIT_S = 0.05
 _POLL_S = 0.005
@@ -214,6 +227,7 @@ def _wait_for_writers(carry: _Carry, settle: float, max_wait: float, order_wait:
     start = time.monotonic()
     use_lease = _lease_signal_set(carry.src)
     quiet_since = start
+    busy_until = 0.0  # past max_wait: a busy writer was seen holding the old inode; wait until this is checked again
     while True:
         if carry.pull():
             quiet_since = time.monotonic()
@@ -224,14 +238,24 @@ def _wait_for_writers(carry: _Carry, settle: float, max_wait: float, order_wait:
             elif quiet:
                 return True
         elif time.monotonic() - quiet_since >= QUIET_S:
-            return True
+            if not _writers(carry.src):
+                return True
+            quiet_since = time.monotonic()  # a writer has it open, only slow: look again after another quiet spell
         waited = time.monotonic() - start
         if waited >= order_wait:
             carry.pull()
             carry.let_writers_in()
-        if waited >= max_wait:
-            return False
+        if waited >= max_wait and time.monotonic() >= busy_until:
+            if waited >= max(max_wait, BUSY_WAIT_S) or not any(writer.busy for writer in _writers(carry.src)):
+                return False
+            busy_until = time.monotonic() + BUSY_RECHECK_S
         time.sleep(_POLL_S)
+
+
+def _writers(fd: int) -> list[Writer]:
+    """The processes holding ``fd``'s file open for writing, from /proc (only asked when leases can't tell)."""
+    st = os.fstat(fd)
+    return writers_of(st.st_dev, st.st_ino)
 
 
 def _lease_signal_set(fd: int) -> bool:

@@ -8,11 +8,14 @@ order, under three writers and on every filesystem, is in test_rotate_order.
 
 from __future__ import annotations
 
+import itertools
+import os
 import re
 import subprocess
 import sys
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 from datagc import tailcopy
@@ -57,48 +60,79 @@ def pad_of(seq: int, big: bool) -> int:
     return 256 * 1024 if big and seq % 40 == 39 else seq % 97
 
 
-def rotate_while_writing(root: Path, writers: list[subprocess.Popen[bytes]], max_bytes: str = "96KiB") -> int:
-    """Run the rotate pass until the writers are done (and once more); return how many times it rotated."""
+@dataclass(frozen=True)
+class Generation:
+    """One inode of the log, all it ever held (read through a descriptor taken before its rotation), and what the
+    rotation that replaced it said (its writer_order and notes)."""
+
+    content: bytes
+    order: str
+    notes: list[str]
+
+
+def rotate_while_writing(root: Path, writers: list[subprocess.Popen[bytes]],
+                         max_bytes: str = "96KiB") -> list[Generation]:
+    """Run the rotate pass until the writers are done (and once more); return each rotated generation of the log."""
     config = rotate_config(root, max_bytes=max_bytes, keep_lines=200)
-    rotations = 0
+    generations = []
     with context(root, config) as ctx:
         while True:
             done = all(writer.poll() is not None for writer in writers)
-            step = run("rotate", ctx)
-            assert step.status in ("ok", "skipped"), error(step)
-            rotations += len(step.actions)
+            old = os.open(root / "events.jsonl", os.O_RDONLY)
+            try:
+                step = run("rotate", ctx)
+                assert step.status in ("ok", "skipped"), error(step)
+                if step.actions:
+                    order = step.details["writer_order"]
+                    assert isinstance(order, dict)
+                    generations.append(Generation(os.pread(old, os.fstat(old).st_size, 0),
+                                                  order["events.jsonl"], notes(step)))
+            finally:
+                os.close(old)
             if done:
                 break
     assert all(writer.returncode == 0 for writer in writers)
-    return rotations
+    return generations
 
 
-def check_log(log: Path, writers: int, count: int, big: bool = False) -> None:
-    """Every line whole; per writer, each number once, forming a run that ends at the last one written.
-
-    (A writer that finished early may have had all its lines cut away.)
-    """
+def numbers(content: bytes, big: bool) -> dict[int, list[int]]:
+    """Each writer's numbers in the order their lines appear; every line must be whole."""
+    assert content == b"" or content.endswith(b"\n"), f"ends in a torn line: {content[-120:]!r}"
     seen: dict[int, list[int]] = defaultdict(list)
-    for line in log.read_bytes().split(b"\n")[:-1]:
+    for line in content.split(b"\n")[:-1]:
         match = LINE.fullmatch(line)
         assert match, f"torn or glued line: {line[:120]!r}"
         writer, seq = int(match.group(1)), int(match.group(2))
         assert len(match.group(3)) == pad_of(seq, big), f"line of writer {writer} #{seq} is damaged"
         seen[writer].append(seq)
-    assert log.read_bytes().endswith(b"\n")
-    assert seen and set(seen) <= set(range(writers))
-    for writer, seqs in seen.items():
-        assert len(seqs) == len(set(seqs)), f"writer {writer}: a line appears twice"
-        assert sorted(seqs) == list(range(min(seqs), count)), f"writer {writer}: lines lost"
+    return seen
+
+
+def check_generations(generations: list[Generation], final: bytes, writers: int, count: int, big: bool) -> None:
+    """Every line whole; together the generations hold each number of each writer; inside a generation, each
+    writer's numbers follow one another (order and nothing lost there) unless the rotation that filled it
+    reported that order could not be kept."""
+    every: dict[int, set[int]] = defaultdict(set)
+    for index, content in enumerate([generation.content for generation in generations] + [final]):
+        ordered = index == 0 or generations[index - 1].order == "kept"
+        why = "" if index == 0 else f" (after a rotation with notes {generations[index - 1].notes})"
+        for writer, seqs in numbers(content, big).items():
+            gaps = [(a, b) for a, b in itertools.pairwise(seqs if ordered else sorted(seqs)) if b != a + 1]
+            assert not gaps, f"generation {index}, writer {writer}: out of order or missing: {gaps[:5]}{why}"
+            every[writer] |= set(seqs)
+    for writer in range(writers):
+        lost = sorted(set(range(count)) - every[writer])
+        notes_seen = [generation.notes for generation in generations if generation.notes]
+        assert not lost, f"writer {writer}: {len(lost)} lines lost, e.g. {lost[:5]}; rotation notes: {notes_seen}"
 
 
 def test_big_lines_caught_mid_append_are_never_split(tmp_path: Path) -> None:
     log = tmp_path / "events.jsonl"
     log.write_bytes(b"")
     writers, count = 2, 2000
-    rotations = rotate_while_writing(tmp_path, start_writers(log, writers, count, big=True), max_bytes="4MiB")
-    assert rotations >= 2
-    check_log(log, writers, count, big=True)
+    generations = rotate_while_writing(tmp_path, start_writers(log, writers, count, big=True), max_bytes="4MiB")
+    assert len(generations) >= 2
+    check_generations(generations, log.read_bytes(), writers, count, big=True)
     assert leftovers(tmp_path) == []
 
 
