@@ -227,7 +227,8 @@ def _wait_for_writers(carry: _Carry, settle: float, max_wait: float, order_wait:
     start = time.monotonic()
     use_lease = _lease_signal_set(carry.src)
     quiet_since = start
-    busy_until = 0.0  # past max_wait: a busy writer was seen holding the old inode; wait until this is checked again
+    recheck_at = 0.0  # past max_wait: when to look in /proc again at who holds the old inode
+    seen_none = False  # the last look found no writer in /proc
     while True:
         if carry.pull():
             quiet_since = time.monotonic()
@@ -245,10 +246,14 @@ def _wait_for_writers(carry: _Carry, settle: float, max_wait: float, order_wait:
         if waited >= order_wait:
             carry.pull()
             carry.let_writers_in()
-        if waited >= max_wait and time.monotonic() >= busy_until:
-            if waited >= max(max_wait, BUSY_WAIT_S) or not any(writer.busy for writer in _writers(carry.src)):
+        if waited >= max_wait and time.monotonic() >= recheck_at:
+            writers = _writers(carry.src)
+            # none seen: it may have just closed it (the lease tells next round), or be out of sight (twice: give up)
+            waiting = any(writer.busy for writer in writers) or not (writers or seen_none)
+            if waited >= max(max_wait, BUSY_WAIT_S) or not waiting:
                 return False
-            busy_until = time.monotonic() + BUSY_RECHECK_S
+            seen_none = not writers
+            recheck_at = time.monotonic() + BUSY_RECHECK_S
         time.sleep(_POLL_S)
 
 
