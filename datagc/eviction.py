@@ -19,15 +19,14 @@ from dataclasses import dataclass, field
 from datagc.config.schema import PressureConfig
 from datagc.facts import FileStat
 from datagc.limits import Need
-from datagc.model import Delete, FeedNull, Kept, Plan, note
+from datagc.model import Delete, Detail, FeedNull, Kept, Plan, note
 from datagc.openfiles import Holder, OpenFiles
 
 #: Eviction classes, in eviction order (SPEC §7.7).
 PUBLISHED, UNREFERENCED, REFERENCED = 0, 1, 2
 CLASS_NAMES = ("published", "unreferenced", "referenced")
-CLASS_DETAILS = ("on the CDN", "unreferenced", "referenced by the feed")
-#: added to the detail of a published copy the CDN confirmed (``cdn.verify``)
-VERIFIED = ", verified"
+#: each class's victims' detail
+CLASS_DETAILS = (Detail("on-cdn"), Detail("unreferenced"), Detail("referenced"))
 
 
 @dataclass

@@ -12,12 +12,12 @@ import os
 from collections.abc import Iterable, Sequence
 
 from datagc.facts import FileStat
-from datagc.model import Delete
+from datagc.model import Delete, Detail
 from datagc.safety.datadir import DataDir, join_path, split_path
 from datagc.safety.rewrite import TEMP_MARK
 
-#: the detail of a leftover's deletion, for people
-DETAIL = "left by an interrupted datagc"
+#: the detail of a leftover's deletion
+DETAIL = Detail("leftover")
 
 
 def observe(data_dir: DataDir, targets: Sequence[str]) -> list[FileStat]:

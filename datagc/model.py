@@ -40,6 +40,23 @@ def note(code: str, **fields: object) -> Note:
     return Note(code, fields)
 
 
+#: why this file and not another (``wording.detail_text`` says it): a temp file past sweep.temp_max_age,
+#: datagc's own leftover, a media file with a CDN copy, one no post names, one the feed references (pressure's
+#: last class), one whose local references are nulled first (sweep)
+DetailCode = Literal["orphan-temp", "leftover", "on-cdn", "unreferenced", "referenced", "referenced-locally"]
+
+
+@dataclass(frozen=True, slots=True)
+class Detail:
+    """Why this file was chosen: a code and its facts; no English (``wording.detail_text``)."""
+
+    code: DetailCode
+    #: the CDN confirmed the copy it is deleted for (``cdn.verify``)
+    verified: bool = False
+    #: ``referenced-locally``: the ids of the posts naming it (empty: posts without an id)
+    posts: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True, slots=True)
 class Delete:
     """Unlink one regular file, if it is still what was planned (``identity``)."""
@@ -49,8 +66,8 @@ class Delete:
     reason: Reason
     age: float  # seconds since its mtime, at planning time
     identity: FileIdentity
-    #: why this file and not another: "on the CDN", "unreferenced", "datagc leftover", …
-    detail: str = ""
+    #: why this file and not another
+    detail: Detail | None = None
     kind: Literal["delete"] = "delete"
 
 

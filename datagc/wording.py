@@ -12,7 +12,7 @@ from typing import Any
 
 from datagc.config.schema import PressureConfig
 from datagc.limits import Limit
-from datagc.model import Failure, Note
+from datagc.model import Detail, Failure, Note
 from datagc.units import format_size, human_age, human_size
 
 Fields = Mapping[str, Any]
@@ -36,6 +36,33 @@ _NOT_ENTERED = {
     "not-a-directory": "is not a directory",
     "other-filesystem": "is on another filesystem",
 }
+
+
+# --- why a file was chosen (``Delete.detail``) -----------------------------------
+
+_DETAILS = {
+    "orphan-temp": "orphan temp file",
+    "leftover": "left by an interrupted datagc",
+    "on-cdn": "on the CDN",
+    "unreferenced": "unreferenced",
+    "referenced": "referenced by the feed",
+}
+
+
+def referrers(posts: Sequence[str]) -> str:
+    """The posts naming a file: ``p1, p2``; ``a post`` when none has an id."""
+    return ", ".join(posts) if posts else "a post"
+
+
+def detail_text(detail: Detail | None) -> str:
+    """``on the CDN, verified``, ``referenced locally by p1, p2``; empty without a detail."""
+    if detail is None:
+        return ""
+    if detail.code == "referenced-locally":
+        said = f"referenced locally by {referrers(detail.posts)}"
+    else:
+        said = _DETAILS[detail.code]
+    return f"{said}, verified" if detail.verified else said
 
 
 # --- the pressure limits (datagc.limits) ----------------------------------------
@@ -220,8 +247,8 @@ SENTENCES: dict[str, Callable[[Fields], str]] = {
                                      "no newline yet); carried over as it is",
     # sweep
     "feed-unreadable-kept": lambda f: f"{f['problems']}, and may reference it",
-    "published-but-local": lambda f: f"on the CDN, but {f['posts']} also by a local URL; kept until it is older "
-                                     "than sweep.max_age",
+    "published-but-local": lambda f: f"on the CDN, but {referrers(f['posts'])} also by a local URL; kept until it "
+                                     "is older than sweep.max_age",
     "cdn-unconfirmed": lambda f: f["why"],
     "not-entered": lambda f: f"{f['path']} {_NOT_ENTERED[f['what']]}; not entered, nothing in it was touched",
     "media-dir-unreadable": lambda f: f"{f['path']} cannot be read ({f['error']}); its files were left as they were",

@@ -20,6 +20,7 @@ from datagc.config.load import FlagValue, load_config
 from datagc.exitcodes import Exit
 from datagc.model import Delete, PassContext, StepReport
 from datagc.safety.datadir import DataDir
+from datagc.wording import detail_text
 from tests.helpers import run_datagc
 from tests.mounts import MiB, loop_ext4, tmpfs
 from tests.pressure_tree import (
@@ -133,7 +134,8 @@ def test_cdn_off_has_no_published_class_but_still_evicts(small_tmpfs: Path) -> N
 
     assert deleted(step) == victims
     assert step.flags == Exit.PRESSURE_DELETED
-    assert {a.detail for a in step.actions if isinstance(a, Delete)} <= {"unreferenced", "referenced by the feed"}
+    details = {detail_text(a.detail) for a in step.actions if isinstance(a, Delete)}
+    assert details <= {"unreferenced", "referenced by the feed"}
     assert used_fraction(data) <= 0.6
     assert_spared(data, victims)
     assert json.loads((data / "posts.json").read_text()) == feed_after(posts, victims)

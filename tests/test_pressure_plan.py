@@ -15,6 +15,7 @@ from datagc.limits import Figures, FsFigures, Need
 from datagc.model import Delete, FeedNull
 from datagc.openfiles import Holder, OpenFiles
 from datagc.veto import Protect
+from datagc.wording import detail_text
 from tests.steps import why
 
 NOW = 1_764_000_000.0
@@ -127,7 +128,7 @@ def test_eviction_order_is_class_then_oldest_first_and_stops_at_target():
 def test_details_name_the_class_and_reason_is_pressure():
     files = [media("images/a.png", 5), media("images/b.png", 5), media("images/c.png", 5)]
     result = plan(files, 99 * MB, published={"images/a.png"}, local_refs={"images/c.png": [null("images/c.png")]})
-    details = {a.path: (a.reason, a.detail) for a in result.actions if isinstance(a, Delete)}
+    details = {a.path: (a.reason, detail_text(a.detail)) for a in result.actions if isinstance(a, Delete)}
     assert details == {
         "images/a.png": ("pressure", "on the CDN"),
         "images/b.png": ("pressure", "unreferenced"),
@@ -142,7 +143,7 @@ def test_cdn_disabled_has_no_published_class():
     disabled = plan(files, 99 * MB, published={"images/on-cdn.png"}, cdn=False)
     assert deleted(enabled) == ["images/on-cdn.png", "images/older.png"]
     assert deleted(disabled) == ["images/older.png", "images/on-cdn.png"]
-    assert {a.detail for a in disabled.actions if isinstance(a, Delete)} == {"unreferenced"}
+    assert {detail_text(a.detail) for a in disabled.actions if isinstance(a, Delete)} == {"unreferenced"}
 
 
 def test_local_reference_outranks_cdn_copy():
@@ -150,7 +151,7 @@ def test_local_reference_outranks_cdn_copy():
     result = plan([media(both, 3), media("images/plain.png", 1.5)], 99 * MB,
                   published={both}, local_refs={both: [null(both)]})
     assert deleted(result) == ["images/plain.png", both]
-    assert result.actions[-1].detail == "referenced by the feed"
+    assert detail_text(result.actions[-1].detail) == "referenced by the feed"
 
 
 def test_feed_nulls_precede_their_victim_and_only_victims_are_nulled():

@@ -12,6 +12,7 @@ from datagc.exitcodes import Exit
 from datagc.model import Delete, Rotate, StepReport
 from datagc.passes import rotate
 from datagc.tailcopy import rotate_path
+from datagc.wording import detail_text
 from tests.helpers import run_datagc
 from tests.rotate_support import TS, MiB, context, events, leftovers, rotate_config, snapshot, write_log
 from tests.steps import error, notes, run
@@ -187,7 +188,7 @@ def test_a_log_in_a_subdirectory_and_its_leftover_temp(tmp_path: Path) -> None:
     assert log.read_bytes() == b"".join(tail[-50:])
     assert leftovers(tmp_path / "logs") == []
     (leftover,) = [action for action in step.actions if isinstance(action, Delete)]
-    assert (leftover.path, leftover.reason, leftover.detail) == (
+    assert (leftover.path, leftover.reason, detail_text(leftover.detail)) == (
         "logs/events.jsonl.datagc-tmp.4242", "temp", "left by an interrupted datagc")
 
 

@@ -18,6 +18,7 @@ from datagc.model import Delete, FeedNull, StepReport
 from datagc.passes import sweep
 from datagc.safety.rewrite import temp_name
 from datagc.safety.unlink import reclaimable_bytes
+from datagc.wording import detail_text
 from tests.helpers import DATAGC, clean_env, run_datagc
 from tests.steps import error, notes, run
 from tests.sweep_support import (
@@ -190,7 +191,7 @@ def test_stale_datagc_temps_next_to_the_feed_are_cleaned(data: Path) -> None:
     step = run_sweep(data, cdn__enabled=False)
     assert not stale.exists() and young.exists()
     assert (stale.name, "temp", "left by an interrupted datagc") in {
-        (a.path, a.reason, a.detail) for a in step.actions if isinstance(a, Delete)}
+        (a.path, a.reason, detail_text(a.detail)) for a in step.actions if isinstance(a, Delete)}
 
 
 # --- a property on real trees -------------------------------------------------

@@ -12,6 +12,7 @@ from datagc.facts import FileStat
 from datagc.feed.index import FeedIndex, FeedProblem
 from datagc.model import Delete, FeedNull
 from datagc.passes.sweep import SweepPlan, drop_unverified, plan_sweep
+from datagc.wording import detail_text
 from tests.steps import why
 from tests.sweep_support import DAY, NOW, make_config
 
@@ -67,7 +68,7 @@ def test_details_say_why_and_ages_are_from_now() -> None:
     files = [media("images/old.png", 8 * DAY), media("images/b2.png", 9 * DAY), media("images/pub.png", 10 * DAY),
              temp("x.tmp.1", 2 * DAY)]
     plan = plan_sweep(files, INDEX, CDN, NOW)
-    details = {a.path: (a.detail, round(a.age)) for a in plan.actions if isinstance(a, Delete)}
+    details = {a.path: (detail_text(a.detail), round(a.age)) for a in plan.actions if isinstance(a, Delete)}
     assert details == {
         "images/old.png": ("unreferenced", 8 * DAY),
         "images/b2.png": ("referenced locally by p2", 9 * DAY),
@@ -134,7 +135,7 @@ def test_verification_lists_published_deletions_and_drops_the_unconfirmed() -> N
                                       "images/bad.png": Verdict(False, "the CDN answered 404 Not Found")})
     assert deletes(verified) == {"images/ok.png": "published", "images/old.png": "age"}
     assert [(kept.path, why(kept)) for kept in verified.kept] == [("images/bad.png", "the CDN answered 404 Not Found")]
-    assert next(a.detail for a in verified.actions if isinstance(a, Delete)) == "on the CDN, verified"
+    assert next(detail_text(a.detail) for a in verified.actions if isinstance(a, Delete)) == "on the CDN, verified"
 
 
 names = st.sampled_from(["a.png", "b.png", "c.mp4", "cache-1.json", "d.png"])

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from datagc import executor, leftovers
+from datagc import executor
 from datagc.eviction import plan_pressure
 from datagc.exitcodes import Exit
 from datagc.facts import FileIdentity, FileStat
@@ -113,7 +113,7 @@ def test_dry_run_shows_the_leftovers_a_real_run_removes(tmp_path: Path) -> None:
     dry = run_datagc("sweep", "--data-dir", str(data), "--dry-run", "--json")
     assert stale.exists()
     (action,) = dry.json()["steps"][0]["actions"]
-    assert (action["path"], action["reason"], action["detail"]) == (stale.name, "temp", leftovers.DETAIL)
+    assert (action["path"], action["reason"], action["detail"]) == (stale.name, "temp", "left by an interrupted datagc")
     assert dry.code == Exit.SWEPT
 
 

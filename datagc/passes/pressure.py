@@ -49,7 +49,6 @@ from datagc.eviction import (
     CLASS_DETAILS,
     CLASS_NAMES,
     PUBLISHED,
-    VERIFIED,
     PressurePlan,
     Tally,
     plan_pressure,
@@ -161,7 +160,7 @@ def _to_verify(plan: PressurePlan, index: FeedIndex) -> dict[str, tuple[str, int
 
 def _verified(action: Action, confirmed: Container[str]) -> Action:
     if isinstance(action, Delete) and action.detail == CLASS_DETAILS[PUBLISHED] and action.path in confirmed:
-        return dataclasses.replace(action, detail=action.detail + VERIFIED)
+        return dataclasses.replace(action, detail=dataclasses.replace(action.detail, verified=True))
     return action
 
 
@@ -279,7 +278,8 @@ def _held_open_tally(plan: PressurePlan) -> Tally:
 
 
 def _class_of(action: Delete) -> str:
-    return CLASS_NAMES[CLASS_DETAILS.index(action.detail.removesuffix(VERIFIED))]
+    code = action.detail.code if action.detail is not None else None
+    return CLASS_NAMES[next(rank for rank, detail in enumerate(CLASS_DETAILS) if detail.code == code)]
 
 
 def _tallies_json(tallies: Mapping[str, Tally]) -> dict[str, dict[str, int]]:

@@ -43,6 +43,7 @@ from datagc.feed.index import FeedIndex, index_feeds
 from datagc.model import (
     Action,
     Delete,
+    Detail,
     Failure,
     FeedNull,
     Kept,
@@ -61,6 +62,8 @@ from datagc.safety.walk import FILE, Share, WalkEntry, WalkErrorHandler
 from datagc.veto import Veto, pattern_matcher
 
 _NS = 1_000_000_000
+#: the details of sweep's deletions, one value each (a sweep may plan 100k)
+_ORPHAN_TEMP, _ON_CDN, _UNREFERENCED = Detail("orphan-temp"), Detail("on-cdn"), Detail("unreferenced")
 #: walk errors that are the safety rules at work, not failures
 _NOT_ENTERED = {errno.ELOOP: "not-a-directory", errno.ENOTDIR: "not-a-directory", errno.EXDEV: "other-filesystem"}
 
@@ -177,7 +180,7 @@ def plan_sweep(files: Iterable[FileStat], feed_index: FeedIndex, config: Config,
         if is_temp:
             if file.mtime_ns >= temp_cutoff:
                 continue
-            reason, detail = "temp", "orphan temp file"
+            reason, detail = "temp", _ORPHAN_TEMP
         elif not cdn_on:
             continue
         elif file.mtime_ns < age_cutoff:
@@ -199,10 +202,10 @@ def plan_sweep(files: Iterable[FileStat], feed_index: FeedIndex, config: Config,
                 continue
             refs = local_refs.get(path, ())
             if refs:
-                detail = f"referenced locally by {_referrers(refs)}"
+                detail = Detail("referenced-locally", posts=_referrers(refs))
                 plan.actions.extend(refs)
             else:
-                detail = "on the CDN" if path in published else "unreferenced"
+                detail = _ON_CDN if path in published else _UNREFERENCED
             if reason == "published" and config.cdn.verify:
                 plan.to_verify[path] = (published[path], file.size)
         plan.actions.append(
@@ -218,9 +221,9 @@ def plan_sweep(files: Iterable[FileStat], feed_index: FeedIndex, config: Config,
     return plan
 
 
-def _referrers(refs: Sequence[FeedNull]) -> str:
-    posts = sorted({ref.post for ref in refs if ref.post})
-    return ", ".join(posts) if posts else "a post"
+def _referrers(refs: Sequence[FeedNull]) -> tuple[str, ...]:
+    """The ids of the posts naming a file (empty: only posts without an id)."""
+    return tuple(sorted({ref.post for ref in refs if ref.post}))
 
 
 def drop_unverified(plan: SweepPlan, verdicts: Mapping[str, cdn.Verdict]) -> SweepPlan:
@@ -232,7 +235,8 @@ def drop_unverified(plan: SweepPlan, verdicts: Mapping[str, cdn.Verdict]) -> Swe
         if verdict is None or not isinstance(action, Delete):
             actions.append(action)
         elif verdict.ok:
-            actions.append(dataclasses.replace(action, detail=f"{action.detail}, verified"))
+            verified = dataclasses.replace(action.detail or _ON_CDN, verified=True)
+            actions.append(dataclasses.replace(action, detail=verified))
         else:
             kept.append(Kept(action.path, note("cdn-unconfirmed", why=verdict.why)))
     return dataclasses.replace(plan, actions=actions, kept=kept, to_verify={})

@@ -10,7 +10,7 @@ from datagc.limits import limit_json
 from datagc.model import Action, Delete, FeedNull, FeedRestore, RunReport, StepReport
 from datagc.passes.audit import AuditReport
 from datagc.render.journal import dangling_json
-from datagc.wording import error_text, text
+from datagc.wording import detail_text, error_text, text
 
 JSON_VERSION = 1
 
@@ -34,7 +34,7 @@ def action_json(action: Action) -> dict[str, Any]:
             "bytes": action.bytes,
             "reason": action.reason,
             "age_seconds": round(action.age, 3),
-            "detail": action.detail,
+            "detail": detail_text(action.detail),
         }
     if isinstance(action, (FeedNull, FeedRestore)):
         document = {

@@ -9,7 +9,7 @@ from datagc.model import Action, FeedNull, FeedRestore, Rotate, RunReport, StepR
 from datagc.passes.audit import AuditReport
 from datagc.render.journal import dangling_lines
 from datagc.units import human_age, human_size
-from datagc.wording import limits_with_thresholds, text
+from datagc.wording import detail_text, limits_with_thresholds, text
 
 size = human_size
 
@@ -44,7 +44,7 @@ def action_line(action: Action, dry_run: bool) -> str:
                 "its file was not deleted after all")
     if action.reason == "pressure":
         verb = "evict" if dry_run else "evicted"
-        facts = [action.detail] if action.detail else []
+        facts = [detail_text(action.detail)] if action.detail else []
     else:
         verb = "sweep" if dry_run else "swept"
         facts = [] if action.reason == "age" else [action.reason]

@@ -16,7 +16,7 @@ from datagc.render.json_report import audit_json, run_json, step_error
 from datagc.render.lines import audit_lines, busy_line, people_size, percent, step_lines, summary_line
 from datagc.text import escape, escape_json
 from datagc.units import human_age
-from datagc.wording import limits_with_thresholds, text
+from datagc.wording import detail_text, limits_with_thresholds, text
 
 if TYPE_CHECKING:
     from datagc.history import HistoryReport
@@ -246,6 +246,6 @@ def _rich_row(action: Action, dry_run: bool) -> tuple[str, str, str, str]:
     if isinstance(action, (FeedNull, FeedRestore)):
         post = f" of {action.post}" if action.post else ""
         return (action.kind, action.path, f"{action.field}{post}: {action.url}", "")
-    detail = f" ({action.detail})" if action.detail else ""
+    detail = f" ({detail_text(action.detail)})" if action.detail else ""
     why = f"{action.reason}{detail}, {human_age(action.age)} old"
     return ("delete", action.path, why, people_size(action.bytes))
