@@ -140,9 +140,9 @@ def _apply_deletes(ctx: PassContext, deletes: list[Delete], step: StepReport) ->
         nulled |= retry.nulled
         deleted += _unlink_all(ctx, released, nulled, step)
     for problem in problems:
-        step.fail(note("feed-problem", problem=str(problem)), problem.errno)
-        step.notes.append(note("feed-problem-kept", problem=str(problem)))
-    step.kept.extend(Kept(path, note("feed-blocked", why=why)) for path, why in held.items())
+        step.fail(note("feed-problem", problem=problem), problem.errno)
+        step.notes.append(note("feed-problem-kept", problem=problem))
+    step.kept.extend(Kept(path, note("feed-blocked", problem=problem)) for path, problem in held.items())
     _restore_for_files_that_stayed(ctx, written, nulled - set(deleted), reasons, step)
     if deleted:
         after = null_references(data_dir, config, deleted)
@@ -150,8 +150,8 @@ def _apply_deletes(ctx: PassContext, deletes: list[Delete], step: StepReport) ->
         if after.nulls:
             step.notes.append(note("feed-nulled-again", count=len(after.nulled)))
         for problem in after.problems:
-            step.fail(note("feed-problem", problem=str(problem)), problem.errno)
-            step.notes.append(note("feed-problem-after", problem=str(problem)))
+            step.fail(note("feed-problem", problem=problem), problem.errno)
+            step.notes.append(note("feed-problem-after", problem=problem))
 
 
 def _restore_for_files_that_stayed(
@@ -180,7 +180,7 @@ def _restore_for_files_that_stayed(
     if outcome.gone:
         step.notes.append(note("feed-restore-gone", count=len(outcome.gone), example=outcome.gone[0].url))
     for problem in outcome.problems:
-        step.fail(note("feed-restore-failed", problem=str(problem)), problem.errno)
+        step.fail(note("feed-restore-failed", problem=problem), problem.errno)
 
 
 def _nulled(ctx: PassContext, step: StepReport, nulls: list[FeedNull], reasons: dict[str, str]) -> None:
@@ -204,7 +204,7 @@ def repair(ctx: PassContext, graves: set[str], step: StepReport) -> None:
         step.notes.append(note("feed-repaired", count=len(outcome.nulled)))
     for problem in outcome.problems:
         if problem.errno is not None:
-            step.fail(note("feed-repair-failed", problem=str(problem)), problem.errno)
+            step.fail(note("feed-repair-failed", problem=problem), problem.errno)
 
 
 def _unlink_all(ctx: PassContext, deletes: list[Delete], nulled: set[str], step: StepReport) -> list[str]:

@@ -24,6 +24,7 @@ from datagc.journal import JournalRead, StateDirError, read_journal, rfc3339
 from datagc.model import FeedNull, PassContext, StepReport, note
 from datagc.safety.datadir import DataDir, split_path
 from datagc.safety.unlink import DirCache
+from datagc.wording import feed_problem_text
 
 #: a path that can't be looked at for these reasons is gone (its directory is gone or is a file now)
 _GONE = frozenset({errno.ENOENT, errno.ENOTDIR})
@@ -124,7 +125,8 @@ def dangling_references(data_dir: DataDir, config: Config) -> DanglingCheck:
     """
     check = DanglingCheck()
     index = index_feeds(data_dir, config)
-    check.notes += [f"{problem}; its references were not checked for missing files" for problem in index.problems]
+    check.notes += [f"{feed_problem_text(problem)}; its references were not checked for missing files"
+                    for problem in index.problems]
     candidates: dict[FeedNull, set[str]] = {}
     for path, nulls in index.local_refs.items():
         for null in nulls:

@@ -7,10 +7,14 @@ for every renderer (plain lines, rich, the JSON ``notes``/``error``/``why``).
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from datagc.config.schema import PressureConfig
+from datagc.feed.index import FeedProblem
+from datagc.feed.parse import Undecodable
 from datagc.limits import Limit
 from datagc.model import Detail, Failure, Note
 from datagc.units import format_size, human_age, human_size
@@ -63,6 +67,62 @@ def detail_text(detail: Detail | None) -> str:
     else:
         said = _DETAILS[detail.code]
     return f"{said}, verified" if detail.verified else said
+
+
+# --- feed problems (``datagc.feed``) -----------------------------------------------
+
+_JSON_TYPES = {"object": "an object", "string": "a string", "null": "null", "boolean": "a boolean",
+               "number": "a number"}
+
+
+def _undecodable(why: Undecodable) -> str:
+    if why.code == "not-utf8":
+        return f"is not UTF-8 text ({why.reason} at byte {why.byte})"
+    if why.code == "not-json":
+        return f"is not JSON ({why.reason} at line {why.line} column {why.column})"
+    if why.code == "too-deep":
+        return "is nested too deeply to parse"
+    return f"is not a JSON array (its top level is {_JSON_TYPES[why.found]})"
+
+
+def _strerror(code: int | None) -> str:
+    return os.strerror(code) if code is not None else "unknown error"
+
+
+def feed_problem_text(problem: FeedProblem) -> str:
+    """``feed posts.json is not JSON (Expecting value at line 1 column 1)``, ``feed posts.json cannot be read (…)``."""
+    code = problem.code
+    if code == "unreadable":
+        if problem.errno == errno.ELOOP:
+            said = "is a symbolic link (not followed)"
+        elif problem.errno == errno.EINVAL:
+            said = "is not a regular file"
+        else:
+            said = f"cannot be read ({_strerror(problem.errno)})"
+    elif code == "dir-unopenable":
+        said = f"is in a directory that cannot be opened ({_strerror(problem.errno)})"
+    elif code == "undecodable":
+        said = _undecodable(problem.decoding or Undecodable("not-json"))
+    elif code == "rewrite-failed":
+        said = f"could not be rewritten ({_strerror(problem.errno)}); it was left as it was"
+    elif code == "kept-changing":
+        said = (f"kept changing while datagc updated it ({problem.attempts} attempts in {problem.seconds:g} s); "
+                "it was left as the service last wrote it")
+    elif code == "restore-failed":
+        said = f"could not be rewritten ({_strerror(problem.errno)}) to restore references; it was left as it was"
+    elif code == "restore-kept-changing":
+        said = f"kept changing while datagc restored references in it ({problem.attempts} attempts)"
+    else:
+        said = "has vanished"
+    return f"feed {problem.path} {said}"
+
+
+def _problem(f: Fields) -> str:
+    return feed_problem_text(f["problem"])
+
+
+def _problems(f: Fields) -> str:
+    return "; ".join(feed_problem_text(problem) for problem in f["problems"])
 
 
 # --- the pressure limits (datagc.limits) ----------------------------------------
@@ -178,18 +238,18 @@ SENTENCES: dict[str, Callable[[Fields], str]] = {
     # applying
     "feed-retried-after-space": lambda f: "the feed could not be rewritten for lack of space before the "
                                           "deletions; it was tried again once they had freed some",
-    "feed-problem": lambda f: f["problem"],
-    "feed-problem-kept": lambda f: f"{f['problem']}; the files it may reference were kept",
-    "feed-blocked": lambda f: f["why"],
+    "feed-problem": _problem,
+    "feed-problem-kept": lambda f: f"{_problem(f)}; the files it may reference were kept",
+    "feed-blocked": lambda f: f"{_problem(f)}, and may reference it",
     "feed-nulled-again": lambda f: f"the feed named {f['count']} deleted file(s) again after the deletions "
                                    "(the service rewrote it meanwhile); those references were set to null again",
-    "feed-problem-after": lambda f: f"{f['problem']}; it could not be checked for references to the files "
+    "feed-problem-after": lambda f: f"{_problem(f)}; it could not be checked for references to the files "
                                     "just deleted",
     "feed-restored": lambda f: f"put back {f['count']} feed reference(s) nulled for files that were not deleted "
                                "after all (they stay, so their posts keep their media)",
     "feed-restore-gone": lambda f: f"{f['count']} reference(s) nulled for files that stayed were no longer null in "
                                    f"the feed (the service rewrote them), e.g. {f['example']}; nothing to put back",
-    "feed-restore-failed": lambda f: f"{f['problem']}: references nulled for files that were kept could not be "
+    "feed-restore-failed": lambda f: f"{_problem(f)}: references nulled for files that were kept could not be "
                                      "put back",
     "would-fail": lambda f: f"could not {'delete' if f['kind'] == 'delete' else 'rotate'} {f['path']} "
                             f"({f['strerror']}); it would be left as it was",
@@ -231,7 +291,7 @@ SENTENCES: dict[str, Callable[[Fields], str]] = {
                                       "checked",
     "feed-repaired": lambda f: f"the feed named {f['count']} file(s) deleted by an earlier pass again (the service "
                                "wrote back an old copy); those references were set to null again",
-    "feed-repair-failed": lambda f: f"{f['problem']}; references to files deleted by earlier passes remain",
+    "feed-repair-failed": lambda f: f"{_problem(f)}; references to files deleted by earlier passes remain",
     # rotate
     "log-missing": lambda f: "does not exist; nothing to rotate",
     "log-unreadable": lambda f: f"{f['path']} {f['error']}; left as it was",
@@ -246,13 +306,13 @@ SENTENCES: dict[str, Callable[[Fields], str]] = {
     "rotate-partial-line": lambda f: f"{f['path']}: its last line is still being written ({f['bytes']} bytes, "
                                      "no newline yet); carried over as it is",
     # sweep
-    "feed-unreadable-kept": lambda f: f"{f['problems']}, and may reference it",
+    "feed-unreadable-kept": lambda f: f"{_problems(f)}, and may reference it",
     "published-but-local": lambda f: f"on the CDN, but {referrers(f['posts'])} also by a local URL; kept until it "
                                      "is older than sweep.max_age",
     "cdn-unconfirmed": lambda f: f["why"],
     "not-entered": lambda f: f"{f['path']} {_NOT_ENTERED[f['what']]}; not entered, nothing in it was touched",
     "media-dir-unreadable": lambda f: f"{f['path']} cannot be read ({f['error']}); its files were left as they were",
-    "feed-unreadable-all-kept": lambda f: f"{f['problem']}; every media file was kept, since it may reference any",
+    "feed-unreadable-all-kept": lambda f: f"{_problem(f)}; every media file was kept, since it may reference any",
     "cdn-disabled": lambda f: f"CDN disabled (cdn.enabled from {f['source']}): media are never swept, only orphan "
                               "temp files",
     "no-public-url": lambda f: "cdn.public_url is not set, so no URL counts as a CDN copy: published deletion and "
@@ -265,7 +325,7 @@ SENTENCES: dict[str, Callable[[Fields], str]] = {
     "pressure-statfs-failed": lambda f: f"cannot measure the disk holding {f['data_dir']} (statfs: {f['error']}); "
                                         "pressure was skipped for this run and nothing was deleted",
     "pressure-below": lambda f: f"pressure: {limits_with_thresholds(f['limits'])}; nothing to do",
-    "pressure-feed-unreadable": lambda f: f"{f['problems']}: any media file may be referenced by it, so every "
+    "pressure-feed-unreadable": lambda f: f"{_problems(f)}: any media file may be referenced by it, so every "
                                           "media file was kept and the disk is still above the threshold; repair "
                                           "the feed or free space by hand",
     "cdn-local-only": lambda f: f"{f['path']} ranked as a local-only copy although the feed shows it on the CDN: "

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from datagc.cdn import Verdict
 from datagc.facts import FileStat
 from datagc.feed.index import FeedIndex, FeedProblem
+from datagc.feed.parse import Undecodable
 from datagc.model import Delete, FeedNull
 from datagc.passes.sweep import SweepPlan, drop_unverified, plan_sweep
 from datagc.wording import detail_text
@@ -99,7 +100,8 @@ def test_protect_patterns_veto_anything_and_say_so() -> None:
 
 
 def test_an_unparseable_feed_keeps_every_media_file_but_not_temps() -> None:
-    broken = FeedIndex(problems=[FeedProblem("posts.json", "is not JSON (Expecting value at line 1 column 1)")])
+    broken = FeedIndex(problems=[FeedProblem("posts.json", "undecodable", decoding=Undecodable(
+        "not-json", "Expecting value", line=1, column=1))])
     files = [media("images/old.png", 30 * DAY), temp("posts.json.tmp.1", 2 * DAY)]
     plan = plan_sweep(files, broken, CDN, NOW)
     assert deletes(plan) == {"posts.json.tmp.1": "temp"}

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import re
 from pathlib import Path
+from typing import get_args
 
-from datagc.wording import SENTENCES
+import pytest
+
+from datagc.feed.index import FeedProblem, ProblemCode
+from datagc.feed.parse import Undecodable
+from datagc.model import Detail
+from datagc.wording import SENTENCES, detail_text, feed_problem_text
 
 SOURCE = Path(__file__).resolve().parent.parent / "datagc"
 
@@ -16,3 +23,54 @@ def test_every_note_code_in_the_source_has_a_sentence_and_every_sentence_is_used
     assert used, "no note() calls found"
     assert used - SENTENCES.keys() == set()
     assert SENTENCES.keys() - used == set()
+
+
+# The sentences as the feed module wrote them before its problems became codes: the output must not change.
+FEED_PROBLEMS = [
+    (FeedProblem("posts.json", "unreadable", errno.ELOOP), "feed posts.json is a symbolic link (not followed)"),
+    (FeedProblem("posts.json", "unreadable", errno.EINVAL), "feed posts.json is not a regular file"),
+    (FeedProblem("posts.json", "unreadable", errno.EACCES), "feed posts.json cannot be read (Permission denied)"),
+    (FeedProblem("a/posts.json", "dir-unopenable", errno.EACCES),
+     "feed a/posts.json is in a directory that cannot be opened (Permission denied)"),
+    (FeedProblem("posts.json", "undecodable", decoding=Undecodable("not-utf8", "invalid start byte", byte=0)),
+     "feed posts.json is not UTF-8 text (invalid start byte at byte 0)"),
+    (FeedProblem("posts.json", "undecodable", decoding=Undecodable("not-json", "Expecting value", line=1, column=1)),
+     "feed posts.json is not JSON (Expecting value at line 1 column 1)"),
+    (FeedProblem("posts.json", "undecodable", decoding=Undecodable("too-deep")),
+     "feed posts.json is nested too deeply to parse"),
+    (FeedProblem("posts.json", "undecodable", decoding=Undecodable("not-array", found="object")),
+     "feed posts.json is not a JSON array (its top level is an object)"),
+    (FeedProblem("posts.json", "rewrite-failed", errno.ENOSPC),
+     "feed posts.json could not be rewritten (No space left on device); it was left as it was"),
+    (FeedProblem("posts.json", "kept-changing", attempts=12, seconds=5.0),
+     "feed posts.json kept changing while datagc updated it (12 attempts in 5 s); it was left as the service last "
+     "wrote it"),
+    (FeedProblem("posts.json", "restore-failed", errno.EROFS),
+     "feed posts.json could not be rewritten (Read-only file system) to restore references; it was left as it was"),
+    (FeedProblem("posts.json", "restore-kept-changing", attempts=10),
+     "feed posts.json kept changing while datagc restored references in it (10 attempts)"),
+    (FeedProblem("posts.json", "vanished"), "feed posts.json has vanished"),
+]
+
+
+@pytest.mark.parametrize(("problem", "sentence"), FEED_PROBLEMS)
+def test_a_feed_problem_is_said_as_before(problem: FeedProblem, sentence: str) -> None:
+    assert feed_problem_text(problem) == sentence
+
+
+def test_every_feed_problem_code_is_said() -> None:
+    assert {problem.code for problem, _ in FEED_PROBLEMS} == set(get_args(ProblemCode))
+
+
+@pytest.mark.parametrize(("detail", "sentence"), [
+    (None, ""),
+    (Detail("orphan-temp"), "orphan temp file"),
+    (Detail("leftover"), "left by an interrupted datagc"),
+    (Detail("on-cdn", verified=True), "on the CDN, verified"),
+    (Detail("unreferenced"), "unreferenced"),
+    (Detail("referenced"), "referenced by the feed"),
+    (Detail("referenced-locally", posts=("p1", "p2")), "referenced locally by p1, p2"),
+    (Detail("referenced-locally"), "referenced locally by a post"),
+])
+def test_a_detail_is_said_as_before(detail: Detail | None, sentence: str) -> None:
+    assert detail_text(detail) == sentence

@@ -2,30 +2,39 @@
 
 from __future__ import annotations
 
-import errno
 import os
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from typing import Literal
 
 from datagc.cdn import cdn_paths, local_paths
 from datagc.config.schema import Config
 from datagc.facts import FileIdentity
-from datagc.feed.parse import FeedError, FieldRef, decode_feed, scan_feed
+from datagc.feed.parse import FeedError, FieldRef, Undecodable, decode_feed, scan_feed
 from datagc.model import FeedNull
 from datagc.safety.datadir import DataDir, split_path
 from datagc.safety.rewrite import identity_at, read_regular
 
+#: what went wrong with a feed file: reading it (``errno``: ELOOP a symlink, EINVAL not a regular file, …), opening
+#: its directory, decoding it, rewriting it to null references or to restore them (``errno``), a service that kept
+#: rewriting it (``attempts``), or it vanished before references could be restored
+ProblemCode = Literal["unreadable", "dir-unopenable", "undecodable", "rewrite-failed", "kept-changing",
+                      "restore-failed", "restore-kept-changing", "vanished"]
+
 
 @dataclass(frozen=True)
 class FeedProblem:
-    """A feed file that couldn't be read, parsed or rewritten (``errno`` for OS errors)."""
+    """A feed file that couldn't be read, parsed or rewritten: a code and its facts, no English
+    (``wording.feed_problem_text``)."""
 
     path: str
-    why: str
+    code: ProblemCode
     errno: int | None = None
-
-    def __str__(self) -> str:
-        return f"feed {self.path} {self.why}"
+    #: undecodable: why
+    decoding: Undecodable | None = None
+    #: kept-changing, restore-kept-changing: the rewrites tried, and (kept-changing) for how many seconds
+    attempts: int = 0
+    seconds: float = 0.0
 
 
 @dataclass
@@ -51,14 +60,6 @@ class FeedIndex:
         return not self.problems
 
 
-def _describe_os_error(error: OSError) -> str:
-    if error.errno == errno.ELOOP:
-        return "is a symbolic link (not followed)"
-    if error.errno == errno.EINVAL:
-        return "is not a regular file"
-    return f"cannot be read ({error.strerror})"
-
-
 def open_feed_dir(data_dir: DataDir, feed: str) -> int | FeedProblem | None:
     """The descriptor of the feed's directory, a FeedProblem, or None if the directory doesn't exist."""
     try:
@@ -66,7 +67,7 @@ def open_feed_dir(data_dir: DataDir, feed: str) -> int | FeedProblem | None:
     except FileNotFoundError:
         return None
     except OSError as error:
-        return FeedProblem(feed, f"is in a directory that cannot be opened ({error.strerror})", error.errno)
+        return FeedProblem(feed, "dir-unopenable", error.errno)
 
 
 def read_feed(dir_fd: int, feed: str) -> tuple[str, os.stat_result] | FeedProblem | None:
@@ -76,11 +77,11 @@ def read_feed(dir_fd: int, feed: str) -> tuple[str, os.stat_result] | FeedProble
     except FileNotFoundError:
         return None
     except OSError as error:
-        return FeedProblem(feed, _describe_os_error(error), error.errno)
+        return FeedProblem(feed, "unreadable", error.errno)
     try:
         return decode_feed(content), st
     except FeedError as error:
-        return FeedProblem(feed, str(error))
+        return FeedProblem(feed, "undecodable", decoding=error.why)
 
 
 #: the last parse of each feed file (by its path in DATA_DIR): reused while the file keeps its identity

@@ -5,14 +5,39 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Collection, Sequence
-from typing import NamedTuple
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
 
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 _DECODER = json.JSONDecoder()
 
 
+#: what a feed's bytes are instead of UTF-8 JSON whose top level is an array
+DecodeCode = Literal["not-utf8", "not-json", "too-deep", "not-array"]
+
+
+@dataclass(frozen=True)
+class Undecodable:
+    """Why a feed is not UTF-8 JSON whose top level is an array: a code and the decoder's facts, no English of
+    datagc's (``wording.feed_problem_text``)."""
+
+    code: DecodeCode
+    #: the decoder's own words (``UnicodeDecodeError.reason``, ``JSONDecodeError.msg``)
+    reason: str = ""
+    #: where: the byte offset (not-utf8); the line and column (not-json)
+    byte: int = 0
+    line: int = 0
+    column: int = 0
+    #: not-array: the top level's JSON type ("object", "string", "null", "boolean", "number")
+    found: str = ""
+
+
 class FeedError(ValueError):
-    """The feed is not a JSON array; the message says what it is instead."""
+    """The feed is not a JSON array; ``why`` says what it is instead."""
+
+    def __init__(self, why: Undecodable) -> None:
+        super().__init__(why)
+        self.why = why
 
 
 class FieldRef(NamedTuple):
@@ -32,26 +57,26 @@ def decode_feed(content: bytes) -> str:
         text = content.decode("utf-8")
         document = json.loads(text)
     except UnicodeDecodeError as error:
-        raise FeedError(f"is not UTF-8 text ({error.reason} at byte {error.start})") from None
+        raise FeedError(Undecodable("not-utf8", error.reason, byte=error.start)) from None
     except json.JSONDecodeError as error:
-        raise FeedError(f"is not JSON ({error.msg} at line {error.lineno} column {error.colno})") from None
+        raise FeedError(Undecodable("not-json", error.msg, line=error.lineno, column=error.colno)) from None
     except RecursionError:
-        raise FeedError("is nested too deeply to parse") from None
+        raise FeedError(Undecodable("too-deep")) from None
     if not isinstance(document, list):
-        raise FeedError(f"is not a JSON array (its top level is {_json_type(document)})")
+        raise FeedError(Undecodable("not-array", found=_json_type(document)))
     return text
 
 
 def _json_type(value: object) -> str:
     if isinstance(value, dict):
-        return "an object"
+        return "object"
     if isinstance(value, str):
-        return "a string"
+        return "string"
     if value is None:
         return "null"
     if isinstance(value, bool):
-        return "a boolean"
-    return "a number"
+        return "boolean"
+    return "number"
 
 
 def scan_feed(text: str, url_fields: Collection[str], *, nulls: bool = False) -> list[FieldRef]:

@@ -35,7 +35,7 @@ class NullOutcome:
     #: the given paths whose references were nulled
     nulled: set[str] = field(default_factory=set)
     #: media path -> why it must be kept: a feed that may reference it could not be updated
-    blocked: dict[str, str] = field(default_factory=dict)
+    blocked: dict[str, FeedProblem] = field(default_factory=dict)
     problems: list[FeedProblem] = field(default_factory=list)
 
 
@@ -97,8 +97,7 @@ def _null_in_feed(dir_fd: int, feed: str, config: Config, targets: set[str], out
                 dir_fd, split_path(feed)[1], content, FileIdentity.of(st), st
             )
         except OSError as error:
-            problem = FeedProblem(feed, f"could not be rewritten ({error.strerror}); it was left as it was",
-                                  error.errno)
+            problem = FeedProblem(feed, "rewrite-failed", error.errno)
             _block(outcome, problem, named)
             return
         if done == REPLACED:
@@ -106,8 +105,7 @@ def _null_in_feed(dir_fd: int, feed: str, config: Config, targets: set[str], out
                                  for ref in edits)
             outcome.nulled |= named
             return
-    problem = FeedProblem(feed, f"kept changing while datagc updated it ({attempts.count} attempts in "
-                                f"{RETRY_SECONDS:g} s); it was left as the service last wrote it")
+    problem = FeedProblem(feed, "kept-changing", attempts=attempts.count, seconds=RETRY_SECONDS)
     _block(outcome, problem, named)
 
 
@@ -130,7 +128,7 @@ class _Attempts:
 def _block(outcome: NullOutcome, problem: FeedProblem, paths: Collection[str]) -> None:
     outcome.problems.append(problem)
     for path in paths:
-        outcome.blocked.setdefault(path, f"{problem}, and may reference it")
+        outcome.blocked.setdefault(path, problem)
 
 
 @dataclass
@@ -159,7 +157,7 @@ def restore_references(data_dir: DataDir, config: Config, nulls: Sequence[FeedNu
     for feed, wanted in by_feed.items():
         dir_fd = open_feed_dir(data_dir, feed)
         if not isinstance(dir_fd, int):
-            outcome.problems.append(dir_fd or FeedProblem(feed, "has vanished"))
+            outcome.problems.append(dir_fd or FeedProblem(feed, "vanished"))
             continue
         try:
             _restore_in_feed(dir_fd, feed, config, wanted, outcome)
@@ -173,7 +171,7 @@ def _restore_in_feed(dir_fd: int, feed: str, config: Config, wanted: list[FeedNu
     for _ in attempts:
         read = read_feed(dir_fd, feed)
         if read is None or isinstance(read, FeedProblem):
-            outcome.problems.append(read or FeedProblem(feed, "has vanished"))
+            outcome.problems.append(read or FeedProblem(feed, "vanished"))
             return
         text, st = read
         free = scan_feed(text, config.feed.url_fields, nulls=True)
@@ -196,12 +194,10 @@ def _restore_in_feed(dir_fd: int, feed: str, config: Config, wanted: list[FeedNu
                 dir_fd, split_path(feed)[1], content, FileIdentity.of(st), st
             )
         except OSError as error:
-            outcome.problems.append(FeedProblem(feed, f"could not be rewritten ({error.strerror}) to restore "
-                                                      "references; it was left as it was", error.errno))
+            outcome.problems.append(FeedProblem(feed, "restore-failed", error.errno))
             return
         if done == REPLACED:
             outcome.restores.extend(FeedRestore(feed, null.field, null.url, null.post) for null in found)
             outcome.gone.extend(null for null in wanted if null not in found)
             return
-    outcome.problems.append(FeedProblem(feed, f"kept changing while datagc restored references in it "
-                                              f"({attempts.count} attempts)"))
+    outcome.problems.append(FeedProblem(feed, "restore-kept-changing", attempts=attempts.count))

@@ -96,8 +96,7 @@ def prepare(ctx: PassContext) -> PressurePass:
         return PressurePass(details=details, notes=[below], skipped=True, before=before, standing=standing)
     index = index_feeds(data_dir, config)
     if not index.complete:
-        problems = "; ".join(str(problem) for problem in index.problems)
-        why = note("pressure-feed-unreadable", problems=problems)
+        why = note("pressure-feed-unreadable", problems=tuple(index.problems))
         return PressurePass(details=details, failures=[Failure(why, index.problems[0].errno)], before=before,
                             standing=standing, blind=True)
     found = leftovers.observe(data_dir, config.feed.files)

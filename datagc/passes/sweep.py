@@ -171,7 +171,7 @@ def plan_sweep(files: Iterable[FileStat], feed_index: FeedIndex, config: Config,
     veto = Veto(config)
     cdn_on = config.cdn.enabled
     published, local_refs = feed_index.published, feed_index.local_refs
-    blocked_why = note("feed-unreadable-kept", problems="; ".join(str(problem) for problem in feed_index.problems))
+    blocked_why = note("feed-unreadable-kept", problems=tuple(feed_index.problems))
     for file in files:
         plan.scanned += 1
         path = file.path
@@ -269,7 +269,7 @@ def prepare(ctx: PassContext) -> SweepPlan:
         media, scanned = media_files(data_dir, config.sweep.media_dirs, walk_error,
                                      lambda path, mtime_ns: mtime_ns < age_cutoff or path in published)
         files: Iterable[FileStat] = chain(temps, media)
-        failures.extend(Failure(note("feed-unreadable-all-kept", problem=str(problem)), problem.errno)
+        failures.extend(Failure(note("feed-unreadable-all-kept", problem=problem), problem.errno)
                         for problem in index.problems)
         if not config.cdn.public_url:
             notes.append(note("no-public-url"))
