@@ -294,7 +294,8 @@ SENTENCES: dict[str, Callable[[Fields], str]] = {
     "feed-repair-failed": lambda f: f"{_problem(f)}; references to files deleted by earlier passes remain",
     # rotate
     "log-missing": lambda f: "does not exist; nothing to rotate",
-    "log-unreadable": lambda f: f"{f['path']} {f['error']}; left as it was",
+    "log-unreadable": lambda f: f"{f['path']} {'its directory cannot be opened' if f['in_dir'] else 'cannot be read'} "
+                                f"({_strerror(f['errno'])}); left as it was",
     "log-refused": lambda f: f"{f['path']} {_LOG_REFUSED[f['state']]}",
     "log-under-trigger": lambda f: f"{f['size']} bytes, not over rotate.max_bytes ({format_size(f['max_bytes'])})",
     "log-no-line-end": lambda f: f"{f['path']} is over rotate.max_bytes ({format_size(f['max_bytes'])}) but has no "

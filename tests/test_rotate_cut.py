@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -175,6 +177,6 @@ def test_plan_fails_a_log_over_the_trigger_that_has_no_line_end_to_cut_at() -> N
 
 
 def test_plan_fails_an_unreadable_log() -> None:
-    decided = plan([LogFacts("events.jsonl", "unreadable", error="cannot be read (Permission denied)")], SETTINGS)
+    decided = plan([LogFacts("events.jsonl", "unreadable", errno=errno.EACCES)], SETTINGS)
     assert [text(failure.why) for failure in decided.failures] == [
         "events.jsonl cannot be read (Permission denied); left as it was"]

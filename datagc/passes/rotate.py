@@ -39,8 +39,9 @@ class LogFacts:
     size: int = 0
     #: where it would be cut, found only for a regular log over the trigger (None: no line end to cut at)
     cut: Cut | None = None
-    #: why it could not be looked at (state "unreadable")
-    error: str = ""
+    #: why it could not be looked at (state "unreadable"): the OS error, and whether opening its directory failed
+    errno: int | None = None
+    in_dir: bool = False
 
 
 @dataclass
@@ -70,13 +71,13 @@ def observe_log(data_dir: DataDir, path: str, settings: RotateConfig) -> LogFact
             return LogFacts(path, _blocked_by(data_dir, head))
         if error.errno == errno.EXDEV:
             return LogFacts(path, "elsewhere")
-        return LogFacts(path, "unreadable", error=f"its directory cannot be opened ({error.strerror})")
+        return LogFacts(path, "unreadable", errno=error.errno, in_dir=True)
     try:
         return _observe_in(dir_fd, name, path, data_dir, settings)
     except FileNotFoundError:
         return LogFacts(path, "missing")
     except OSError as error:
-        return LogFacts(path, "unreadable", error=f"cannot be read ({error.strerror})")
+        return LogFacts(path, "unreadable", errno=error.errno)
     finally:
         os.close(dir_fd)
 
@@ -140,7 +141,8 @@ def plan(facts: Sequence[LogFacts], settings: RotateConfig, leftover: Sequence[F
         if log.state == "missing":
             decided.kept.append(Kept(log.path, note("log-missing")))
         elif log.state == "unreadable":
-            decided.failures.append(Failure(note("log-unreadable", path=log.path, error=log.error)))
+            why = note("log-unreadable", path=log.path, errno=log.errno, in_dir=log.in_dir)
+            decided.failures.append(Failure(why, log.errno))
         elif log.state in _REFUSED:
             why = note("log-refused", path=log.path, state=log.state)
             decided.kept.append(Kept(log.path, why))
