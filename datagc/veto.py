@@ -20,9 +20,17 @@ from datagc.safety.rewrite import TEMP_MARK
 DEFAULT_STATE_DIR = ".datagc"
 
 
+def translate(pattern: str) -> str:
+    """The regex of an fnmatch pattern (``*`` crosses ``/``), where ``**/`` also stands for no directory at all:
+    ``images/**/a.png`` matches ``images/a.png`` too, and ``**/*.key`` a ``a.key`` at the top."""
+    if "**/" not in pattern or "\0" in pattern:
+        return fnmatch.translate(pattern)
+    return fnmatch.translate(pattern.replace("**/", "\0")).replace("\0", "(?:.*/)?")
+
+
 def pattern_matcher(patterns: Sequence[str]) -> re.Pattern[str]:
     """One regex for a list of fnmatch patterns (case-sensitive, like ``fnmatchcase``); use ``fullmatch``."""
-    return re.compile("|".join(f"(?:{fnmatch.translate(pattern)})" for pattern in patterns) or "(?!)")
+    return re.compile("|".join(f"(?:{translate(pattern)})" for pattern in patterns) or "(?!)")
 
 
 class Protect:
@@ -40,7 +48,7 @@ class Protect:
         """The first pattern that protects ``path`` (for the report), or None."""
         name = path[path.rfind("/") + 1:]
         for pattern in self.patterns:
-            if fnmatch.fnmatchcase(path if "/" in pattern else name, pattern):
+            if re.fullmatch(translate(pattern), path if "/" in pattern else name):
                 return pattern
         return None
 

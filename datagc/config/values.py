@@ -161,6 +161,27 @@ def parse_relative_paths(value: Any) -> tuple[str, ...]:
     return tuple(normalised)
 
 
+def parse_patterns(value: Any) -> tuple[str, ...]:
+    """``protect.patterns``: fnmatch patterns; one with ``/`` is a path inside DATA_DIR, normalised like the path
+    settings (SPEC §7 rule 12) so that it can match: ``./images/keep/*`` and ``images//keep/*`` are
+    ``images/keep/*``, and ``images/keep/`` (a directory) is ``images/keep/*``, everything under it. An absolute
+    pattern or one with ``..`` could never match a path inside the data directory: an error, not a silent no-op."""
+    normalised: dict[str, None] = {}
+    for pattern in parse_list(value):
+        if "/" in pattern:
+            if pattern.startswith("/"):
+                raise ValueError(f"{pattern!r} is absolute; a pattern with '/' matches the path relative to the "
+                                 "data directory (e.g. 'images/keep/*')")
+            parts = [part for part in pattern.split("/") if part not in ("", ".")]
+            if ".." in parts:
+                raise ValueError(f"{pattern!r} leaves the data directory ('..'); it could never match")
+            if not parts:
+                raise ValueError(f"{pattern!r} names the data directory itself, not files in it")
+            pattern = "/".join(parts) + ("/*" if pattern.endswith("/") else "")
+        normalised[pattern] = None
+    return tuple(normalised)
+
+
 def parse_state_dir(value: Any) -> str:
     """An absolute path, or one relative to DATA_DIR (normalised: ``./.datagc/`` is ``.datagc``)."""
     text = parse_string(value)
