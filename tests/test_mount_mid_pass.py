@@ -109,3 +109,45 @@ def test_a_sweep_never_deletes_under_a_bind_mount_made_while_it_walks(tmp_path: 
     assert process.returncode == Exit.SWEPT, err
     assert sorted(os.listdir(source)) == PRECIOUS
     assert not list((root / "images").rglob("*.png"))  # the walk itself went on
+
+
+@pytest.mark.parametrize("walk_env", [{"DATAGC_PARALLEL_THRESHOLD": str(10**9)},
+                                      {"DATAGC_PARALLEL_THRESHOLD": "0", "DATAGC_WALK_WORKERS": "2"}],
+                         ids=["serial", "forked-workers"])
+def test_a_bind_mount_made_deep_in_the_tree_mid_pass_is_not_entered(tmp_path: Path, walk_env: dict[str, str]) -> None:
+    """The mount appears at depth 3 of a media dir (``voice/a/b/late``): below the depth where a split walk's
+    workers stop sharing directories and each owns a subtree whole. Neither walk enters it."""
+    root = tmp_path / "data"
+    now = time.time()
+    for index in range(1500):
+        write_file(root / "images" / f"d{index:04d}" / "e" / "old.png", 10, 30, now=now)
+    write_file(root / "voice" / "a" / "b" / "old.mp3", 10, 30, now=now)
+    (root / "voice" / "a" / "b" / "late").mkdir()
+    (root / "posts.json").write_text("[]")
+    source = precious(tmp_path)
+    lock = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    process = subprocess.Popen([DATAGC, "pressure", "--data-dir", str(root), "--threshold", "0.000001",
+                                "--target", "0.000001", "--min-age", "0s", "--json"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**clean_env(), **walk_env})
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # wait until datagc holds the lock: its start-up mount list is read by then
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(lock, fcntl.LOCK_UN)
+            except BlockingIOError:
+                break
+            assert process.poll() is None and time.monotonic() < deadline, "datagc never took the lock"
+            time.sleep(0.001)
+        with bind(source, root / "voice" / "a" / "b" / "late"):
+            out, err = process.communicate(timeout=120)
+            assert sorted(os.listdir(root / "voice" / "a" / "b" / "late")) == PRECIOUS
+    finally:
+        os.close(lock)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert sorted(os.listdir(source)) == PRECIOUS, out
+    assert not (root / "voice" / "a" / "b" / "old.mp3").exists(), out  # the walk itself went on
+    assert not list((root / "images").rglob("*.png")), err
