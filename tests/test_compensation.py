@@ -25,6 +25,7 @@ from datagc.feed.rewrite import null_references, restore_references
 from datagc.model import Action, Delete, FeedNull, FeedRestore, StepReport
 from datagc.safety.datadir import DataDir
 from tests.helpers import DATAGC, clean_env, run_datagc
+from tests.mounts import MiB, fill, loop_ext4
 from tests.steps import notes
 from tests.sweep_support import context, make_config, write_file
 
@@ -167,3 +168,36 @@ def test_a_service_rewrite_in_between_keeps_its_posts_and_the_restore_finds_the_
     with DataDir(root) as data_dir:
         again = restore_references(data_dir, config, nulls)
     assert again.gone == nulls and not again.restores  # no null left there: nothing is written
+
+
+def test_on_a_full_loop_ext4_an_immutable_victim_of_pressure_gets_its_references_back() -> None:
+    """Pressure on a full ext4: the first nulling fails for lack of space, the unreferenced victims free some,
+    the nulls are written on the retry, then the referenced victim turns out immutable (EPERM): its two
+    references come back in the same pass, on the same full disk, and audit finds nothing dangling."""
+    with loop_ext4(16 * MiB) as root:
+        now = time.time()
+        write_file(root / "images" / "stuck.png", 4096, 30, now=now)
+        write_file(root / "images" / "free.png", 4096, 30, now=now)
+        for index in range(8):
+            write_file(root / "images" / f"unreferenced-{index}.png", 64 * 1024, 40, now=now)
+        (root / "posts.json").write_text(json.dumps(FEED, indent=2) + "\n")
+        stuck = root / "images" / "stuck.png"
+        content = stuck.read_bytes()
+        if subprocess.run(["chattr", "+i", str(stuck)], capture_output=True, check=False).returncode != 0:
+            pytest.skip("chattr +i is not supported on this ext4 image")
+        try:
+            fill(root)  # not a media file: nothing may take it
+            result = run_datagc("pressure", "--data-dir", str(root), "--threshold", "0.5", "--target", "0.000001",
+                                "--min-age", "0s", "--json")
+            audit = run_datagc("audit", "--data-dir", str(root), "--json")
+        finally:
+            subprocess.run(["chattr", "-i", str(stuck)], check=True)
+        assert result.code & Exit.STEP_FAILED and result.code & Exit.PRESSURE_DELETED, result.stderr
+        assert "could not delete images/stuck.png (Operation not permitted)" in result.stderr
+        assert stuck.read_bytes() == content
+        assert not (root / "images" / "free.png").exists() and not list((root / "images").glob("unreferenced-*"))
+        assert feed_now(root) == [FEED[0], {**FEED[1], "imageUrl": None}, FEED[2]]
+        notes = result.json()["steps"][0]["notes"]
+        assert any("tried again once they had freed some" in note for note in notes), notes
+        assert any("put back 2 feed reference(s)" in note for note in notes), notes
+        assert audit.json()["dangling_references"] == []

@@ -15,8 +15,9 @@ import sys
 import time
 from pathlib import Path
 
+from datagc.exitcodes import Exit
 from tests.helpers import run_datagc
-from tests.sweep_support import node_json, post, posts, sample
+from tests.sweep_support import node_json, post, posts, sample, write_file
 
 #: read the feed (once, or per round), wait ~50 ms of "work", write it back by temp + rename.
 #: With a "hold" file it keeps its first copy until the file disappears, then writes that old copy back.
@@ -132,3 +133,61 @@ def test_tombstones_end_with_the_repair_window_and_audit_tells_others_apart(tmp_
     assert post(data, "back")["imageUrl"] is None
     assert post(data, "typo")["imageUrl"] == "/images/never-existed.png"  # not datagc's to repair
     assert os.path.exists(data / "images" / "in-progress.png")
+
+
+#: writes back the copy of the feed it read at start, again and again (temp + rename, ~20 ms apart) until "hold"
+#: disappears, then once more: a service instance that never re-reads the feed while datagc works.
+STALE_LOOP = r"""
+import json, os, sys, time
+root = sys.argv[1]
+feed, hold = os.path.join(root, "posts.json"), os.path.join(root, "hold")
+with open(feed, encoding="utf-8") as handle:
+    old = json.load(handle)
+def write(n):
+    temp = f"{feed}.tmp.{time.time_ns() // 1000000}"
+    with open(temp, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(old + [{"id": "stale", "text": f"written from the old copy {n}"}], indent=2))
+    os.rename(temp, feed)
+open(os.path.join(root, "ready"), "w").close()
+n = 0
+while os.path.exists(hold):
+    n += 1
+    write(n)
+    time.sleep(0.02)
+write(n + 1)
+"""
+
+
+def test_a_service_writing_a_stale_copy_throughout_a_pressure_pass_is_repaired_by_one_more_pass(
+    tmp_path: Path,
+) -> None:
+    """The stale copy lands before, between and after pressure's nulls and its final re-check; once the service
+    stops, one more pass (below every threshold: nothing evicted) leaves no dangling reference."""
+    data = tmp_path / "data"
+    now = time.time()
+    for index in range(200):
+        write_file(data / "images" / f"old-{index:03d}.png", 4096, 30, now=now)
+    document = [{"id": f"p{index}", "imageUrl": f"/images/old-{index:03d}.png"} for index in range(0, 200, 10)]
+    (data / "posts.json").write_text(node_json(document))
+    (data / "hold").touch()
+    rewriter = subprocess.Popen([sys.executable, "-c", STALE_LOOP, str(data)])
+    deadline = time.monotonic() + 30
+    while not (data / "ready").exists():
+        assert rewriter.poll() is None and time.monotonic() < deadline, "the rewriter did not start"
+        time.sleep(0.01)
+    first = run_datagc("pressure", "--data-dir", str(data), "--threshold", "0.000001", "--target", "0.000001",
+                       "--min-age", "0s", "--json")
+    (data / "hold").unlink()
+    assert rewriter.wait(timeout=60) == 0
+    (data / "ready").unlink()
+    assert first.code & Exit.PRESSURE_DELETED, first.stderr
+    assert not list((data / "images").glob("*.png"))
+    assert post(data, "p0")["imageUrl"] == "/images/old-000.png"  # the stale copy put every reference back
+
+    second = run_datagc("pressure", "--data-dir", str(data), "--threshold", "0.99", "--json")
+    assert second.code == 0, second.stderr
+    assert {(a["post"], a["reason"]) for a in second.json()["steps"][0]["actions"]} == {
+        (entry["id"], "repair") for entry in document}
+    assert [entry["imageUrl"] for entry in posts(data) if entry["id"] != "stale"] == [None] * len(document)
+    assert post(data, "stale")["text"].startswith("written from the old copy")  # the service's own post stays
+    assert run_datagc("audit", "--data-dir", str(data), "--json").json()["dangling_references"] == []
