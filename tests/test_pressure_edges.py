@@ -22,6 +22,7 @@ from datagc.config.load import FlagValue, load_config
 from datagc.exitcodes import Exit
 from datagc.model import Delete, PassContext, StepReport
 from datagc.safety.datadir import DataDir
+from datagc.wording import detail_text
 from tests.helpers import DATAGC, clean_env
 from tests.mounts import MiB, tmpfs
 from tests.pressure_tree import (
@@ -163,7 +164,7 @@ def test_cdn_verify_ranks_a_copy_missing_on_the_cdn_as_local_only(monkeypatch: p
         step = run_pass(data, {"cdn.enabled": True, "cdn.verify": True, "cdn.public_url": base})
 
         assert deleted(step) == victims
-        details = {a.path: a.detail for a in step.actions if isinstance(a, Delete)}
+        details = {a.path: detail_text(a.detail) for a in step.actions if isinstance(a, Delete)}
         assert details["videos/pub-3.mp4"] == details["images/pub-2.png"] == "on the CDN, verified"
         assert details["images/pub-1.png"] == "unreferenced"
         (note,) = [n for n in notes(step) if n.startswith("images/pub-1.png ranked as a local-only copy")]
