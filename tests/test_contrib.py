@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -281,3 +282,61 @@ def test_datagc_works_under_memory_deny_write_execute(tmp_path: Path) -> None:
     assert result.returncode == Exit.SWEPT, result.stderr
     sweep = orjson.loads(result.stdout)["steps"][1]
     assert any(action["kind"] == "feed-null" for action in sweep["actions"]), "the feed was rewritten"
+
+
+#: What rotation asks of the kernel for the old log: a read lease, which on another owner's file needs CAP_LEASE.
+LEASE_PROBE = r"""
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+try:
+    fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+    print("leased")
+except OSError as error:
+    print(error.strerror)
+"""
+
+
+def as_the_unit_runs(user: str | None, with_unit_caps: bool = True) -> list[str]:
+    """A setpriv command line giving a process the capabilities datagc.service gives datagc, run as ``user``."""
+    service = settings("datagc.service")
+    bounding = service["CapabilityBoundingSet"][0].split()
+    ambient = service.get("AmbientCapabilities", [""])[0].split() if with_unit_caps else []
+    if not with_unit_caps:
+        bounding = [cap for cap in bounding if cap != "CAP_LEASE"]
+    names = ",".join("+" + cap.removeprefix("CAP_").lower() for cap in bounding)
+    command = ["setpriv", f"--bounding-set=-all,{names}"]
+    if user is not None:
+        command += [f"--reuid={user}", f"--regid={user}", "--clear-groups"]
+        if ambient:
+            extra = ",".join("+" + cap.removeprefix("CAP_").lower() for cap in ambient)
+            command += [f"--inh-caps=-all,{extra}", f"--ambient-caps={extra}"]
+    return command
+
+
+@pytest.mark.parametrize("user", [None, "1000"], ids=["root", "User="])
+def test_the_service_can_lease_a_log_another_user_owns(user: str | None) -> None:
+    """Run as root (the unit's default) or with User=, datagc leases the old log of another owner (CAP_LEASE)."""
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv is not installed: the unit's capabilities can't be given to a process")
+    with tempfile.TemporaryDirectory(prefix="datagc-lease-") as directory:  # reachable by uid 1000, unlike tmp_path
+        os.chmod(directory, 0o755)
+        log = Path(directory) / "events.jsonl"
+        _check_lease_probes(log, user)
+
+
+def _check_lease_probes(log: Path, user: str | None) -> None:
+    log.write_bytes(b"line\n")
+    log.chmod(0o644)
+    os.chown(log, 2000, 2000)
+    python = "/usr/bin/python3"  # the test's own may live where another user can't run it (pyenv under /root)
+    if not os.access(python, os.X_OK):
+        pytest.skip(f"{python} is not installed: no interpreter every user can run")
+
+    def probe(with_unit_caps: bool) -> str:
+        result = subprocess.run([*as_the_unit_runs(user, with_unit_caps), python, "-c", LEASE_PROBE, str(log)],
+                                capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+    assert probe(with_unit_caps=True) == "leased"
+    assert probe(with_unit_caps=False) == "Permission denied"  # what the unit gave before CAP_LEASE
