@@ -37,6 +37,7 @@ import errno
 import fcntl
 import os
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from typing import Literal
@@ -125,27 +126,52 @@ def carry_late_lines(
 
     Releases ``lease`` once done, or after ``order_wait`` if a writer keeps
     the old inode open for writing (then carrying goes on, up to ``max_wait``).
-    Then fsyncs the new log and its directory ``dir_fd`` (the rename), with
-    writers already let in.
+    The directory ``dir_fd`` is fsynced (the rename made durable) in the
+    background meanwhile, the new log again once writers are let in if lines
+    were carried into it (it was fsynced before the rename).
     """
     fcntl.fcntl(dst, fcntl.F_SETFL, fcntl.fcntl(dst, fcntl.F_GETFL) | os.O_APPEND)
     started = time.monotonic()  # just after the rename: from now on, opens of the log wait for the lease
     carry = _Carry(src, dst, pos, lease)
+    dir_sync = _Fsync(dir_fd)  # overlaps the settle: neither the writers nor the pass wait for it on its own
     lingered = False
     error: str | None = None
     try:
         try:
-            lingered = not _wait_for_writers(carry, settle, max_wait, order_wait)
-            carry.pull()
-            carry.flush_partial()
+            try:
+                lingered = not _wait_for_writers(carry, settle, max_wait, order_wait)
+                carry.pull()
+                carry.flush_partial()
+            finally:
+                lease.release()
+            if carry.done > pos:
+                os.fsync(dst)
         finally:
-            lease.release()
-        os.fsync(dst)
-        os.fsync(dir_fd)
+            dir_sync.wait()
     except OSError as failure:
         error = failure.strerror or str(failure)
     held = lease.released_at - started if lease.released_at is not None else 0.0
     return Carried(carry.done, lingered, carry.order_risk, error, held)
+
+
+class _Fsync:
+    """``fsync(fd)`` in a thread (the call releases the GIL); :meth:`wait` joins it and raises what it raised."""
+
+    def __init__(self, fd: int) -> None:
+        self.error: OSError | None = None
+        self.thread = threading.Thread(target=self._run, args=(fd,), name="datagc-fsync", daemon=True)
+        self.thread.start()
+
+    def _run(self, fd: int) -> None:
+        try:
+            os.fsync(fd)
+        except OSError as error:
+            self.error = error
+
+    def wait(self) -> None:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
 
 
 class _Carry:

@@ -36,7 +36,6 @@ from collections.abc import Iterator, Sequence
 from datagc import foresight, parallel
 from datagc.cdn import local_paths
 from datagc.facts import FileIdentity
-from datagc.feed.rewrite import null_references, restore_references
 from datagc.model import Action, Delete, FeedNull, Kept, PassContext, Rotate, StepReport, note
 from datagc.safety.unlink import CHANGED, UNLINKED, DirCache, unlink_if_unchanged
 from datagc.veto import Veto
@@ -120,6 +119,8 @@ def _record(ctx: PassContext, plan: Sequence[Action], step: StepReport) -> None:
 
 
 def _apply_deletes(ctx: PassContext, deletes: list[Delete], step: StepReport) -> None:
+    from datagc.feed.rewrite import null_references  # only deletions touch the feed (rotate's start-up stays lean)
+
     data_dir, config = ctx.data_dir, ctx.config
     reasons: dict[str, str] = {action.path: action.reason for action in deletes}
     before = null_references(data_dir, config, [action.path for action in deletes])
@@ -170,6 +171,8 @@ def _restore_for_files_that_stayed(
     restore = [null for null in written if (named := local_paths(null.url, media_dirs) & planned) <= stayed and named]
     if not restore:
         return
+    from datagc.feed.rewrite import restore_references
+
     outcome = restore_references(ctx.data_dir, ctx.config, restore)
     step.actions.extend(outcome.restores)
     if ctx.journal is not None:
@@ -197,6 +200,8 @@ def repair(ctx: PassContext, graves: set[str], step: StepReport) -> None:
     A feed that can't be rewritten fails the step; one that doesn't parse is
     left to the pass reading it, which already reports it.
     """
+    from datagc.feed.rewrite import null_references
+
     outcome = null_references(ctx.data_dir, ctx.config, graves)
     _nulled(ctx, step, [dataclasses.replace(null, reason="repair") for null in outcome.nulls],
             dict.fromkeys(graves, "repair"))

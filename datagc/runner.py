@@ -32,7 +32,6 @@ from datagc.model import PassContext, PassSpec, RunReport, StepReport, note
 from datagc.safety.datadir import DataDir
 from datagc.safety.disk import disk_usage
 from datagc.safety.lock import lock_data_dir, lock_held
-from datagc.tombstones import repair_tombstones
 
 if TYPE_CHECKING:
     from datagc.render.terminal import Renderer
@@ -75,6 +74,8 @@ def run_step(name: str, ctx: PassContext, on_traceback: TracebackHandler | None 
                 step.status = "skipped"
             spec.conclude(ctx, plan, step)
             if name in FEED_STEPS:
+                from datagc.tombstones import repair_tombstones  # reads the feed: only the passes that do
+
                 repair_tombstones(ctx, step)
     except DatagcError as error:
         step.fail(note("step-error", message=str(error)))

@@ -12,7 +12,7 @@ One rotation, for writers that open the path, append one line and close
    mid-append) waits until it is complete. A write lease is taken on the temp
    as soon as it exists (:mod:`datagc.carryover`).
 3. The temp is fsynced and renamed over the log; the directory is fsynced
-   right after step 4 (writers wait for step 4, not for the disk). Until this
+   in the background during step 4 (writers wait for step 4, not for the disk). Until this
    rename the log is untouched: any failure (ENOSPC included) removes the
    temp and leaves the log as it was.
 4. Writers that opened the old path before the rename may still append to the

@@ -21,6 +21,7 @@ import pytest
 from datagc import executor
 from datagc.exitcodes import Exit
 from datagc.facts import FileIdentity
+from datagc.feed import rewrite
 from datagc.feed.rewrite import null_references, restore_references
 from datagc.model import Action, Delete, FeedNull, FeedRestore, StepReport
 from datagc.safety.datadir import DataDir
@@ -142,11 +143,11 @@ def test_a_file_that_changed_after_its_references_were_nulled_gets_them_back(dat
 
     step = StepReport("sweep")
     with context(data, make_config(data, cdn__enabled=True)) as ctx:
-        executor.null_references = null_then_touch  # type: ignore[attr-defined]
+        rewrite.null_references = null_then_touch  # the executor imports it when it deletes
         try:
             executor.apply(ctx, plan, step)
         finally:
-            executor.null_references = real_null  # type: ignore[attr-defined]
+            rewrite.null_references = real_null
     assert stuck.exists() and not free.exists()
     assert feed_now(data) == [FEED[0], {**FEED[1], "imageUrl": None}, FEED[2]]
     restores = [action for action in step.actions if isinstance(action, FeedRestore)]
