@@ -110,19 +110,31 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
+#: the table's header, as the README shows it
+HEADER = f"{'run':<16} {'appends':>7} {'p50 ms':>7} {'p99 ms':>7} {'p99.9 ms':>8} {'max ms':>7}  rotations"
+
+
+def row(label: str, waits: list[float], holds: list[float]) -> str:
+    """One line of the table: the timed writer's latency percentiles (ms), and the rotations' hold on appends."""
+    spans = (f"{len(holds)}, holding appends {statistics.median(holds):.0f} ms median, {max(holds):.0f} ms max"
+             if holds else "-")
+    return format_row(label, len(waits), percentile(waits, 0.5), percentile(waits, 0.99), percentile(waits, 0.999),
+                      max(waits), spans)
+
+
+def format_row(label: str, appends: int, p50: float, p99: float, p999: float, worst: float, spans: str) -> str:
+    return f"{label:<16} {appends:>7} {p50:>7.2f} {p99:>7.2f} {p999:>8.2f} {worst:>7.2f}  {spans}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--appends", type=int, default=5000, help="appends timed per run (one per ms)")
     parser.add_argument("--workdir", type=Path, default=default_workdir())
     args = parser.parse_args()
     data_dir = args.workdir / "rotate-latency"
-    print(f"{'run':<16} {'appends':>7} {'p50 ms':>7} {'p99 ms':>7} {'p99.9 ms':>8} {'max ms':>7}  rotations")
+    print(HEADER)
     for label, rotate in (("no rotation", False), ("rotating /300ms", True)):
-        waits, holds = measure(data_dir, args.appends, rotate)
-        spans = (f"{len(holds)}, holding appends {statistics.median(holds):.0f} ms median, {max(holds):.0f} ms max"
-                 if holds else "-")
-        print(f"{label:<16} {len(waits):>7} {percentile(waits, 0.5):>7.2f} {percentile(waits, 0.99):>7.2f} "
-              f"{percentile(waits, 0.999):>8.2f} {max(waits):>7.2f}  {spans}")
+        print(row(label, *measure(data_dir, args.appends, rotate)))
 
 
 if __name__ == "__main__":
