@@ -17,7 +17,7 @@ import posixpath
 import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 from urllib.parse import quote, unquote, urlsplit
 
 #: seconds a HEAD request to the CDN may take, in all, before the copy is kept
@@ -132,11 +132,30 @@ def origin(url: str) -> Origin | None:
 # --- verification ------------------------------------------------------------
 
 
+#: why the CDN does or doesn't hold a file: the same size (the one ok), a URL on another origin or not valid text
+#: (nothing requested), no answer or none in time, a redirect, another status, no usable Content-Length, another
+#: size, or too many requests unanswered already (not sent)
+VerdictCode = Literal["same-size", "off-cdn", "bad-url", "no-answer", "timed-out", "redirect", "status", "no-length",
+                      "size-differs", "gave-up"]
+
+
 class Verdict(NamedTuple):
-    """Whether the CDN holds the file (``ok``), and why, in words for people."""
+    """Whether the CDN holds the file (``ok``), and why: a code and its facts (``wording.verdict_text``)."""
 
     ok: bool
-    why: str
+    code: VerdictCode
+    url: str = ""
+    #: the HTTP status, the CDN's Content-Length and the local size, where a redirect pointed
+    status: int = 0
+    length: int = 0
+    local_size: int = 0
+    location: str | None = None
+    #: no-answer: the error as the network library gave it; timed-out: the timeout; gave-up: the requests unanswered
+    error: str = ""
+    seconds: float = 0.0
+    unanswered: int = 0
+    #: off-cdn: the configured cdn.public_url
+    public_url: str = ""
     #: the CDN gave an HTTP answer (False: timeout, refused, unreachable)
     answered: bool = True
 
@@ -156,14 +175,13 @@ def verify(url: str, local_size: int, timeout: float, public_url: str) -> Verdic
     """
     cdn = origin(public_url)
     if cdn is None or origin(url) != cdn:
-        return Verdict(False, f"{url} is not on the CDN that cdn.public_url names ({public_url or 'unset'}); "
-                              "nothing was requested")
+        return Verdict(False, "off-cdn", url, public_url=public_url)
     split = urlsplit(url)
     try:
         target = quote(split.path or "/", safe=_TARGET_SAFE) + (f"?{quote(split.query, safe=_TARGET_SAFE)}"
                                                                  if split.query else "")
     except UnicodeError:
-        return Verdict(False, f"{url} cannot be requested (it is not valid text); nothing was requested")
+        return Verdict(False, "bad-url", url)
     import http.client  # only when cdn.verify is on
 
     connection_class = http.client.HTTPSConnection if cdn.scheme == "https" else http.client.HTTPConnection
@@ -184,19 +202,19 @@ def verify(url: str, local_size: int, timeout: float, public_url: str) -> Verdic
     finally:
         timer.cancel()
         connection.close()
-    if expired.is_set() or reason:
-        reason = f"no whole answer within {timeout:g}s" if expired.is_set() else reason
-        return Verdict(False, f"the CDN did not answer for {url} ({reason})", answered=False)
+    if expired.is_set():
+        return Verdict(False, "timed-out", url, seconds=timeout, answered=False)
+    if reason:
+        return Verdict(False, "no-answer", url, error=reason, answered=False)
     if 300 <= status < 400:
-        return Verdict(False, f"the CDN answered {status} for {url}, redirecting to {location}; "
-                              "redirects are not followed")
+        return Verdict(False, "redirect", url, status=status, location=location)
     if status != 200:
-        return Verdict(False, f"the CDN answered {status} for {url}")
+        return Verdict(False, "status", url, status=status)
     if length is None or not (length.isascii() and length.isdigit()):
-        return Verdict(False, f"the CDN answered 200 without a usable Content-Length for {url}")
+        return Verdict(False, "no-length", url, status=status)
     if int(length) != local_size:
-        return Verdict(False, f"the CDN has {int(length)} bytes at {url}, the local copy {local_size}")
-    return Verdict(True, f"the CDN answered 200 with the same {local_size} bytes")
+        return Verdict(False, "size-differs", url, status=status, length=int(length), local_size=local_size)
+    return Verdict(True, "same-size", url, status=status, length=local_size, local_size=local_size)
 
 
 def _abort(connection: object, expired: threading.Event) -> None:
@@ -225,8 +243,7 @@ def verify_all(requests: Mapping[str, tuple[str, int]], public_url: str, timeout
         key, (url, size) = item
         with lock:
             if unanswered[0] >= VERIFY_GIVE_UP_AFTER:
-                return key, Verdict(False, f"not verified: the CDN left {unanswered[0]} requests unanswered, "
-                                           "so no more were sent in this pass", answered=False)
+                return key, Verdict(False, "gave-up", url, unanswered=unanswered[0], answered=False)
         verdict = verify(url, size, timeout, public_url)
         if not verdict.answered:
             with lock:

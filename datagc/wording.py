@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from datagc.cdn import Verdict
 from datagc.config.schema import PressureConfig
 from datagc.feed.index import FeedProblem
 from datagc.feed.parse import Undecodable
@@ -123,6 +124,35 @@ def _problem(f: Fields) -> str:
 
 def _problems(f: Fields) -> str:
     return "; ".join(feed_problem_text(problem) for problem in f["problems"])
+
+
+# --- the CDN's answers (``cdn.verify``) ---------------------------------------------
+
+
+def verdict_text(verdict: Verdict) -> str:
+    """``the CDN answered 404 for https://…``, ``the CDN answered 200 with the same 4096 bytes``."""
+    url, code = verdict.url, verdict.code
+    if code == "same-size":
+        return f"the CDN answered 200 with the same {verdict.local_size} bytes"
+    if code == "off-cdn":
+        return (f"{url} is not on the CDN that cdn.public_url names ({verdict.public_url or 'unset'}); "
+                "nothing was requested")
+    if code == "bad-url":
+        return f"{url} cannot be requested (it is not valid text); nothing was requested"
+    if code == "timed-out":
+        return f"the CDN did not answer for {url} (no whole answer within {verdict.seconds:g}s)"
+    if code == "no-answer":
+        return f"the CDN did not answer for {url} ({verdict.error})"
+    if code == "redirect":
+        return (f"the CDN answered {verdict.status} for {url}, redirecting to {verdict.location}; "
+                "redirects are not followed")
+    if code == "status":
+        return f"the CDN answered {verdict.status} for {url}"
+    if code == "no-length":
+        return f"the CDN answered 200 without a usable Content-Length for {url}"
+    if code == "size-differs":
+        return f"the CDN has {verdict.length} bytes at {url}, the local copy {verdict.local_size}"
+    return f"not verified: the CDN left {verdict.unanswered} requests unanswered, so no more were sent in this pass"
 
 
 # --- the pressure limits (datagc.limits) ----------------------------------------
@@ -310,7 +340,7 @@ SENTENCES: dict[str, Callable[[Fields], str]] = {
     "feed-unreadable-kept": lambda f: f"{_problems(f)}, and may reference it",
     "published-but-local": lambda f: f"on the CDN, but {referrers(f['posts'])} also by a local URL; kept until it "
                                      "is older than sweep.max_age",
-    "cdn-unconfirmed": lambda f: f["why"],
+    "cdn-unconfirmed": lambda f: verdict_text(f["verdict"]),
     "not-entered": lambda f: f"{f['path']} {_NOT_ENTERED[f['what']]}; not entered, nothing in it was touched",
     "media-dir-unreadable": lambda f: f"{f['path']} cannot be read ({f['error']}); its files were left as they were",
     "feed-unreadable-all-kept": lambda f: f"{_problem(f)}; every media file was kept, since it may reference any",
@@ -319,7 +349,8 @@ SENTENCES: dict[str, Callable[[Fields], str]] = {
     "no-public-url": lambda f: "cdn.public_url is not set, so no URL counts as a CDN copy: published deletion and "
                                "the CDN eviction class are off (set cdn.public_url to the CDN's base URL to turn "
                                "them on)",
-    "cdn-unconfirmed-kept": lambda f: f"kept {f['path']} although the feed shows it on the CDN: {f['why']}",
+    "cdn-unconfirmed-kept": lambda f: f"kept {f['path']} although the feed shows it on the CDN: "
+                                      f"{verdict_text(f['verdict'])}",
     "nothing-to-sweep": lambda f: f"nothing to sweep among {f['scanned']} file(s)",
     # pressure
     "hard-linked": lambda f: f"has {f['others']} other hard link(s): deleting it frees nothing",
@@ -330,7 +361,7 @@ SENTENCES: dict[str, Callable[[Fields], str]] = {
                                           "media file was kept and the disk is still above the threshold; repair "
                                           "the feed or free space by hand",
     "cdn-local-only": lambda f: f"{f['path']} ranked as a local-only copy although the feed shows it on the CDN: "
-                                f"{f['why']}",
+                                f"{verdict_text(f['verdict'])}",
     "media-dir-unreadable-kept": lambda f: f"{f['path']} cannot be read ({f['error']}); its files were kept",
     "dir-unreadable-not-counted": lambda f: f"{f['path']} cannot be read ({f['error']}); its size is not counted "
                                             "below",

@@ -14,6 +14,7 @@ import pytest
 
 from datagc import cdn
 from datagc.model import Delete
+from datagc.wording import verdict_text
 from tests.steps import notes, run, why
 from tests.sweep_support import NOW, context, files, make_config, node_json, write_file
 
@@ -71,12 +72,12 @@ def test_verify_answers(server: str) -> None:
     FakeCdn.sizes = {"/images/ok-a.png": 10, "/images/wrong-a.png": 10}
     assert cdn.verify(f"{server}/images/ok-a.png", 10, 2, server).ok
     wrong = cdn.verify(f"{server}/images/wrong-a.png", 10, 2, server)
-    assert not wrong.ok and "has 11 bytes" in wrong.why and wrong.answered
+    assert not wrong.ok and "has 11 bytes" in verdict_text(wrong) and wrong.answered
     missing = cdn.verify(f"{server}/images/missing.png", 10, 2, server)
-    assert not missing.ok and "404" in missing.why
+    assert not missing.ok and "404" in verdict_text(missing)
     assert not cdn.verify(f"{server}/images/nolength-a.png", 10, 2, server).ok
     slow = cdn.verify(f"{server}/images/slow-a.png", 0, 0.2, server)
-    assert not slow.ok and not slow.answered and "did not answer" in slow.why
+    assert not slow.ok and not slow.answered and "did not answer" in verdict_text(slow)
 
 
 def test_verify_with_nothing_listening() -> None:
@@ -91,7 +92,7 @@ def test_a_dead_cdn_costs_a_few_timeouts_not_one_per_file(server: str) -> None:
     assert not any(verdict.ok for verdict in verdicts.values()) and len(verdicts) == 30
     assert len(FakeCdn.requests) < cdn.VERIFY_GIVE_UP_AFTER + cdn.VERIFY_WORKERS
     assert time.monotonic() - started < 2
-    assert any("no more were sent" in verdict.why for verdict in verdicts.values())
+    assert any("no more were sent" in verdict_text(verdict) for verdict in verdicts.values())
 
 
 def test_sweep_deletes_only_copies_the_cdn_confirms(server: str, tmp_path: Path) -> None:

@@ -133,10 +133,10 @@ def test_verification_lists_published_deletions_and_drops_the_unconfirmed() -> N
     plan = plan_sweep(files, index, config, NOW)
     assert plan.to_verify == {"images/ok.png": ("https://c/images/ok.png", 10),
                               "images/bad.png": ("https://c/images/bad.png", 20)}  # age needs no CDN's word
-    verified = drop_unverified(plan, {"images/ok.png": Verdict(True, "fine"),
-                                      "images/bad.png": Verdict(False, "the CDN answered 404 Not Found")})
+    verified = drop_unverified(plan, {"images/ok.png": Verdict(True, "same-size", "https://c/images/ok.png"),
+                                      "images/bad.png": Verdict(False, "status", "https://c/images/bad.png", 404)})
     assert deletes(verified) == {"images/ok.png": "published", "images/old.png": "age"}
-    assert [(kept.path, why(kept)) for kept in verified.kept] == [("images/bad.png", "the CDN answered 404 Not Found")]
+    assert [(kept.path, why(kept)) for kept in verified.kept] == [("images/bad.png", "the CDN answered 404 for https://c/images/bad.png")]
     assert next(detail_text(a.detail) for a in verified.actions if isinstance(a, Delete)) == "on the CDN, verified"
 
 

@@ -9,10 +9,11 @@ from typing import get_args
 
 import pytest
 
+from datagc.cdn import Verdict
 from datagc.feed.index import FeedProblem, ProblemCode
 from datagc.feed.parse import Undecodable
 from datagc.model import Detail
-from datagc.wording import SENTENCES, detail_text, feed_problem_text
+from datagc.wording import SENTENCES, detail_text, feed_problem_text, verdict_text
 
 SOURCE = Path(__file__).resolve().parent.parent / "datagc"
 
@@ -74,3 +75,27 @@ def test_every_feed_problem_code_is_said() -> None:
 ])
 def test_a_detail_is_said_as_before(detail: Detail | None, sentence: str) -> None:
     assert detail_text(detail) == sentence
+
+
+U = "https://cdn.example.com/images/a.png"
+
+
+@pytest.mark.parametrize(("verdict", "sentence"), [
+    (Verdict(True, "same-size", U, 200, 4096, 4096), "the CDN answered 200 with the same 4096 bytes"),
+    (Verdict(False, "off-cdn", "https://elsewhere/a.png", public_url=""),
+     "https://elsewhere/a.png is not on the CDN that cdn.public_url names (unset); nothing was requested"),
+    (Verdict(False, "bad-url", U), f"{U} cannot be requested (it is not valid text); nothing was requested"),
+    (Verdict(False, "timed-out", U, seconds=2.5, answered=False),
+     f"the CDN did not answer for {U} (no whole answer within 2.5s)"),
+    (Verdict(False, "no-answer", U, error="[Errno 111] Connection refused", answered=False),
+     f"the CDN did not answer for {U} ([Errno 111] Connection refused)"),
+    (Verdict(False, "redirect", U, 302, location="https://evil/"),
+     f"the CDN answered 302 for {U}, redirecting to https://evil/; redirects are not followed"),
+    (Verdict(False, "status", U, 404), f"the CDN answered 404 for {U}"),
+    (Verdict(False, "no-length", U, 200), f"the CDN answered 200 without a usable Content-Length for {U}"),
+    (Verdict(False, "size-differs", U, 200, 11, 10), f"the CDN has 11 bytes at {U}, the local copy 10"),
+    (Verdict(False, "gave-up", U, unanswered=3, answered=False),
+     "not verified: the CDN left 3 requests unanswered, so no more were sent in this pass"),
+])
+def test_a_cdn_verdict_is_said_as_before(verdict: Verdict, sentence: str) -> None:
+    assert verdict_text(verdict) == sentence

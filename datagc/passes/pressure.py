@@ -121,7 +121,7 @@ def _plan(ctx: PassContext, need: Need, open_files: OpenFiles, index: FeedIndex)
     verdicts = cdn.verify_all(requests, ctx.config.cdn.public_url, cdn.VERIFY_TIMEOUT)
     confirmed = {path: index.published[path] for path, verdict in verdicts.items() if verdict.ok}
     if len(confirmed) < len(verdicts):
-        unconfirmed = [note("cdn-local-only", path=path, why=verdict.why)
+        unconfirmed = [note("cdn-local-only", path=path, verdict=verdict)
                        for path, verdict in verdicts.items() if not verdict.ok]
         plan = _observe_and_plan(ctx, need, open_files, confirmed, index)
         plan.notes.extend(unconfirmed)

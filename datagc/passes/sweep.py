@@ -238,7 +238,7 @@ def drop_unverified(plan: SweepPlan, verdicts: Mapping[str, cdn.Verdict]) -> Swe
             verified = dataclasses.replace(action.detail or _ON_CDN, verified=True)
             actions.append(dataclasses.replace(action, detail=verified))
         else:
-            kept.append(Kept(action.path, note("cdn-unconfirmed", why=verdict.why)))
+            kept.append(Kept(action.path, note("cdn-unconfirmed", verdict=verdict)))
     return dataclasses.replace(plan, actions=actions, kept=kept, to_verify={})
 
 
@@ -283,7 +283,7 @@ def prepare(ctx: PassContext) -> SweepPlan:
     if plan.to_verify:
         verdicts = cdn.verify_all(plan.to_verify, config.cdn.public_url, cdn.VERIFY_TIMEOUT)
         plan = drop_unverified(plan, verdicts)
-        notes.extend(note("cdn-unconfirmed-kept", path=path, why=verdict.why)
+        notes.extend(note("cdn-unconfirmed-kept", path=path, verdict=verdict)
                      for path, verdict in verdicts.items() if not verdict.ok)
     plan.notes.extend(notes)
     plan.failures.extend(failures)
