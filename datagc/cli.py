@@ -283,8 +283,7 @@ def config_command(invocation: Invocation) -> int:
 
     Example: datagc config --config /etc/datagc.toml --json
     """
-    from datagc.config.explain import effective_values
-    from datagc.wording import explain_limits
+    from datagc.config.explain import effective_values, explain_limits
 
     config = invocation.config()
     invocation.renderer().config_table(effective_values(config), explain_limits(config.pressure))

@@ -13,7 +13,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from datagc.cdn import Verdict
-from datagc.config.schema import PressureConfig
 from datagc.feed.index import FeedProblem
 from datagc.feed.parse import Undecodable
 from datagc.limits import Limit
@@ -192,25 +191,6 @@ def limits_with_thresholds(limits: Sequence[Limit]) -> str:
     """Every limit with its threshold: ``12.0% used, threshold 70%; inodes 3.1% used, threshold 95%``."""
     return "; ".join(f"{limit_value(limit)}, {'min_free' if limit.name == 'min_free' else 'threshold'} "
                      f"{_bound(limit, limit.threshold)}" for limit in limits)
-
-
-def explain_limits(settings: PressureConfig) -> list[str]:
-    """The limits in words, with their effective values, for ``datagc config``."""
-    budget = ("off (pressure.budget is not set)" if settings.budget is None else
-              f"DATA_DIR's own allocated bytes above {percent(settings.threshold, exact=True)} of "
-              f"{format_size(settings.budget)} -> evict until {percent(settings.target, exact=True)} of it")
-    min_free = ("off (pressure.min_free is not set)" if settings.min_free is None else
-                f"less than {format_size(settings.min_free)} free on the filesystem -> evict until "
-                f"{format_size(settings.min_free_target or settings.min_free)} is free")
-    return [
-        "pressure acts when any limit is crossed and evicts media until every crossed limit is back at its target:",
-        f"  disk: the filesystem more than {percent(settings.threshold, exact=True)} used (df's Use%) -> "
-        f"evict until {percent(settings.target, exact=True)}",
-        f"  budget: {budget}",
-        f"  min_free: {min_free}",
-        f"  inodes: more than {percent(settings.inode_threshold, exact=True)} of the filesystem's inodes used -> "
-        f"evict until {percent(settings.inode_target, exact=True)} (each evicted file frees one)",
-    ]
 
 
 def _headline(f: Fields) -> str:
