@@ -23,13 +23,16 @@ from tests.helpers import DATAGC, clean_env
 from tests.rotate_support import context, rotate_config
 from tests.test_rotate_order import NO_LEASES
 
-#: Opens the log, appends half a line, says so, then spins (busy: runnable) or sleeps, appends the rest, closes.
+#: Opens the log, appends half a line, says so, waits for the rotation's rename (so that a slow start of datagc
+#: can't make it finish first), then spins (busy: runnable) or sleeps, appends the rest, closes.
 SLOW = r"""
 import os, sys, time
 path, how, seconds, line = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4].encode() + b"\n"
 fd = os.open(path, os.O_WRONLY | os.O_APPEND)
 os.write(fd, line[:len(line) // 2])
 print("open", flush=True)
+while os.stat(path).st_ino == os.fstat(fd).st_ino:
+    time.sleep(0.001)
 until = time.monotonic() + seconds
 if how == "spin":
     while time.monotonic() < until:
@@ -81,7 +84,7 @@ def test_a_writer_asleep_with_the_old_log_open_is_still_given_up_on_after_max_wa
 def test_without_leases_a_writer_slower_than_the_quiet_period_loses_nothing(tmp_path: Path) -> None:
     log = tmp_path / "events.jsonl"
     log.write_bytes(OLD)
-    writer = start_slow(log, "sleep", 1.0, "slow line")  # ten times the quiet period, within max_wait
+    writer = start_slow(log, "sleep", 0.5, "slow line")  # five times the quiet period, within max_wait
     result = subprocess.run(
         [sys.executable, "-c", NO_LEASES, DATAGC, "rotate", "--data-dir", str(tmp_path), "--max-bytes", "256KiB",
          "--keep-lines", "10"], capture_output=True, text=True, env=clean_env(), timeout=120, check=False)
