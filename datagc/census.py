@@ -7,22 +7,20 @@ report can say which entries hold the space.
 
 ``plan_on_walk`` splits that walk across cores (``datagc.parallel``): each
 worker counts its share and plans over its share's media files; the parent
-adds the counts up and plans once more over the union of the workers'
-victims. That union holds every victim of a plan over the whole tree (the
-victims a worker contributes are a prefix of its own share's eviction order,
-and its own plan took the shortest prefix that frees what is needed), so the
-second plan is the plan a serial walk makes.
+adds the counts up and merges the workers' victims in eviction order. That
+union holds every victim of a plan over the whole tree (the victims a worker
+contributes are a prefix of its own share's eviction order, and its own plan
+took the shortest prefix that frees what is needed), so the shortest prefix
+of the merge that frees what is needed is the plan a serial walk makes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-from datagc.eviction import PressurePlan, Tally
+from datagc.eviction import PressurePlan, Tally, Victims, victim
 from datagc.facts import FileStat
-from datagc.model import Delete
 from datagc.parallel import fold_walk
 from datagc.safety.datadir import DataDir
 from datagc.safety.walk import FILE, Share, WalkEntry
@@ -100,43 +98,43 @@ def media_of(entries: Iterator[WalkEntry], media_dirs: Sequence[str], holdings: 
 
 @dataclass
 class _Part:
-    """What one worker sends back: its census, and its plan with the victims as plain tuples."""
+    """What one worker sends back: its census, and its plan (its victims compactly, in eviction order)."""
 
     holdings: Holdings
     plan: PressurePlan
-    victims: list[tuple[Any, ...]]
 
 
 def plan_on_walk(data_dir: DataDir, media_dirs: Sequence[str], planner: Planner) -> tuple[PressurePlan, Holdings]:
-    """Walk all of DATA_DIR (split across cores when it is large), count it and plan with ``planner``."""
+    """Walk all of DATA_DIR (split across cores when it is large), count it and plan with ``planner``
+    (``eviction.rank_pressure``)."""
     census = Holdings()
 
     def fold(entries: Iterator[WalkEntry], share: Share | None) -> _Part:
         holdings = Holdings()
-        plan = planner(media_of(entries, media_dirs, holdings))
-        if share is None:
-            return _Part(holdings, plan, [])
-        victims = [tuple(_as_file(action)) for action in plan.actions if isinstance(action, Delete)]
-        plan.actions = []  # a worker sends its victims only; the parent plans again over all of them
-        return _Part(holdings, plan, victims)
+        return _Part(holdings, planner(media_of(entries, media_dirs, holdings)))
 
     parts = fold_walk(data_dir, "", fold, census.on_error)
     for part in parts:
         census.add(part.holdings)
     census.settle()
-    if len(parts) == 1 and not parts[0].victims:
+    if len(parts) == 1:
         return parts[0].plan, census
-    victims = sorted(victim for part in parts for victim in part.victims)
-    plan = planner(map(FileStat._make, victims))
-    _add_spared(plan, [part.plan for part in parts])
-    return plan, census
+    return _merged([part.plan for part in parts]), census
 
 
-def _as_file(action: Delete) -> FileStat:
-    """The file a victim was when the worker saw it (a victim has one link, so nothing is lost)."""
-    identity = action.identity
-    return FileStat(action.path, identity.mtime_ns, identity.size, action.bytes, 1, identity.dev, identity.ino,
-                    identity.ctime_ns)
+def _merged(parts: Sequence[PressurePlan]) -> PressurePlan:
+    """The plan over the whole tree from the plans of its shares: the shortest prefix, in eviction order, of
+    the shares' victims merged, that frees what is needed; what the shares counted and spared, added up."""
+    first = parts[0]
+    plan = PressurePlan(needed_bytes=first.needed_bytes, needed_inodes=first.needed_inodes,
+                        victims=Victims(parts=[part.victims for part in parts]))
+    for file, rank in map(victim, plan.victims.merged()):
+        if plan.planned_bytes >= plan.needed_bytes and plan.planned_files >= plan.needed_inodes:
+            break
+        plan.chosen[rank].add(file.allocated)
+        plan.victims.count += 1
+    _add_spared(plan, parts)
+    return plan
 
 
 def _add_spared(plan: PressurePlan, parts: Sequence[PressurePlan]) -> None:

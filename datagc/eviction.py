@@ -12,14 +12,18 @@ with the tree.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
-from collections.abc import Callable, Container, Iterable, Mapping, Sequence
+import os
+import struct
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 
 from datagc.config.schema import PressureConfig
 from datagc.facts import FileStat
 from datagc.limits import Need
-from datagc.model import Delete, Detail, FeedNull, Kept, Plan, note
+from datagc.model import Action, Delete, Detail, FeedNull, Kept, Plan, note
 from datagc.openfiles import Holder, OpenFiles
 
 #: Eviction classes, in eviction order (SPEC §7.7).
@@ -27,6 +31,8 @@ PUBLISHED, UNREFERENCED, REFERENCED = 0, 1, 2
 CLASS_NAMES = ("published", "unreferenced", "referenced")
 #: each class's victims' detail
 CLASS_DETAILS = (Detail("on-cdn"), Detail("unreferenced"), Detail("referenced"))
+#: a published copy the CDN confirmed (``cdn.verify``)
+_VERIFIED = dataclasses.replace(CLASS_DETAILS[PUBLISHED], verified=True)
 
 
 @dataclass
@@ -56,6 +62,8 @@ class PressurePlan(Plan):
     hard_linked: Tally = field(default_factory=Tally)
     #: eligible files that a process holds open (deleting them frees nothing until closed), with the holder
     held_open: list[tuple[FileStat, Holder]] = field(default_factory=list)
+    #: the victims in eviction order, each with its class
+    victims: Victims = field(default_factory=lambda: Victims())
 
     @property
     def planned_bytes(self) -> int:
@@ -71,23 +79,88 @@ class PressurePlan(Plan):
         return self.planned_bytes < self.needed_bytes or self.planned_files < self.needed_inodes
 
 
-class _Later:
-    """A path that sorts in reverse, so that a min-heap of negated keys has the last victim on top."""
-
-    __slots__ = ("path",)
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def __lt__(self, other: _Later) -> bool:
-        return self.path > other.path
+_PACKED = struct.Struct("qqqqQQq")  # a FileStat's numbers: mtime_ns, size, allocated, nlink, dev, ino, ctime_ns
+_ALLOCATED = struct.Struct("q")
+_ALLOCATED_AT = -_PACKED.size + 2 * 8
+#: every byte complemented: a complemented string sorts in the reverse order of the original
+_FLIP = bytes(range(255, -1, -1))
+_MTIME_OFFSET = 1 << 63  # an mtime before 1970 is negative
 
 
-#: (-eviction key, reversed path, rank, file): heapq's smallest is the last victim in eviction order
-_HeapEntry = tuple[int, _Later, int, FileStat]
+def _key(file: FileStat, rank: int) -> int:
+    """The eviction order: class, then oldest first (non-negative: it is written as 16 unsigned bytes)."""
+    return (rank << 64) + file.mtime_ns + _MTIME_OFFSET
+
+
+def _entry(file: FileStat, key: int) -> bytes:
+    """A victim as one bytes object: its eviction key and path complemented (so that bytes order is the reverse
+    of eviction order: a min-heap has the last victim on top), then its numbers. About 140 bytes."""
+    head = (key.to_bytes(16, "big") + os.fsencode(file.path) + b"\0").translate(_FLIP)
+    return head + _PACKED.pack(*file[1:])
+
+
+def _entry_key(entry: bytes) -> int:
+    return int.from_bytes(entry[:16].translate(_FLIP), "big")
+
+
+def _allocated(entry: bytes) -> int:
+    value: int = _ALLOCATED.unpack_from(entry, len(entry) + _ALLOCATED_AT)[0]
+    return value
+
+
+def victim(entry: bytes) -> tuple[FileStat, int]:
+    """The file and class of a victim entry."""
+    cut = len(entry) - _PACKED.size
+    head = entry[:cut].translate(_FLIP)
+    path = os.fsdecode(head[16:-1])
+    return FileStat(path, *_PACKED.unpack_from(entry, cut)), int.from_bytes(head[:16], "big") >> 64
+
+
+class Victims:
+    """A plan's victims in eviction order, each with its class, as compact entries (``_entry``); for a walk
+    split across workers, the first ``count`` of its shares' victims merged (not copied)."""
+
+    def __init__(self, entries: list[bytes] | None = None, parts: Sequence[Victims] = ()) -> None:
+        self.entries = entries if entries is not None else []
+        self.parts = list(parts)
+        self.count = len(self.entries)
+
+    def append(self, file: FileStat, rank: int) -> None:
+        self.entries.append(_entry(file, _key(file, rank)))
+        self.count += 1
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[tuple[FileStat, int]]:
+        entries = self.entries if not self.parts else islice(self.merged(), self.count)
+        return map(victim, entries)
+
+    def merged(self) -> Iterator[bytes]:
+        """Every victim entry of the shares, in eviction order (descending bytes)."""
+        return heapq.merge(*(part.entries for part in self.parts), reverse=True)
 
 
 def plan_pressure(
+    files: Iterable[FileStat],
+    need: Need,
+    settings: PressureConfig,
+    *,
+    spared: Callable[[str], bool],
+    published: Container[str],
+    local_refs: Mapping[str, Sequence[FeedNull]],
+    cdn_enabled: bool,
+    now: float,
+    open_files: OpenFiles | None = None,
+) -> PressurePlan:
+    """``rank_pressure``'s plan with its actions (``evictions``) listed."""
+    plan = rank_pressure(files, need, settings, spared=spared, published=published, local_refs=local_refs,
+                         cdn_enabled=cdn_enabled, now=now, open_files=open_files)
+    plan.actions = list(evictions(plan, local_refs, now))
+    return plan
+
+
+def rank_pressure(
     files: Iterable[FileStat],
     need: Need,
     settings: PressureConfig,
@@ -106,7 +179,9 @@ def plan_pressure(
     protected, or under state.dir); ``published`` holds the media paths the
     feed shows by CDN URL, ``local_refs`` the feed fields naming each path by
     local URL, ``open_files`` the files some process holds open (kept).
-    Pure: no disk, ``now`` given.
+    Pure: no disk, ``now`` given. The victims are ``plan.victims`` (in
+    eviction order, compactly: a pass may evict a quarter of a million files);
+    ``evictions`` makes their actions.
     """
     plan = PressurePlan(needed_bytes=need.bytes, needed_inodes=need.inodes)
     need_bytes, need_files = need.bytes, need.inodes
@@ -116,7 +191,8 @@ def plan_pressure(
     cutoff_ns = int((now - settings.min_age) * 1e9)
     eligible_files = [0, 0, 0]
     eligible_bytes = [0, 0, 0]
-    heap: list[_HeapEntry] = []
+    heap: list[bytes] = []  # entries (``_entry``): the smallest is the last victim in eviction order
+    last = 0  # the eviction key of the last victim chosen so far (heap[0])
     chosen_bytes = chosen_files = 0
     for file in files:
         path = file.path
@@ -141,29 +217,36 @@ def plan_pressure(
                 rank = UNREFERENCED
             eligible_files[rank] += 1
             eligible_bytes[rank] += file.allocated
-            key = (rank << 64) + file.mtime_ns  # eviction order: class, then oldest first
-            if not need or (chosen_bytes >= need_bytes and chosen_files >= need_files and key > -heap[0][0]):
+            key = _key(file, rank)
+            if not need or (chosen_bytes >= need_bytes and chosen_files >= need_files and key > last):
                 continue  # enough is chosen already, all of it before this file
-            heapq.heappush(heap, (-key, _Later(path), rank, file))
+            heapq.heappush(heap, _entry(file, key))
             chosen_bytes += file.allocated
             chosen_files += 1
-            while chosen_bytes - heap[0][3].allocated >= need_bytes and chosen_files > need_files:
-                chosen_bytes -= heapq.heappop(heap)[3].allocated
+            while chosen_bytes - _allocated(heap[0]) >= need_bytes and chosen_files > need_files:
+                chosen_bytes -= _allocated(heapq.heappop(heap))
                 chosen_files -= 1
+            last = _entry_key(heap[0])
     plan.eligible = [Tally(files, size) for files, size in zip(eligible_files, eligible_bytes, strict=True)]
-    heap.sort()  # the last victim first: pop() yields them in eviction order, each entry freed as it goes
-    while heap:
-        _, _, rank, file = heap.pop()
-        plan.chosen[rank].add(file.allocated)
-        plan.actions.extend(local_refs.get(file.path, ()))
-        plan.actions.append(
-            Delete(
-                path=file.path,
-                bytes=file.allocated,
-                reason="pressure",
-                age=now - file.mtime_ns / 1e9,
-                identity=file.identity,
-                detail=CLASS_DETAILS[rank],
-            )
-        )
+    heap.sort(reverse=True)  # in eviction order, in place
+    plan.victims = Victims(heap)
+    for entry in heap:
+        plan.chosen[_entry_key(entry) >> 64].add(_allocated(entry))
     return plan
+
+
+def evictions(plan: PressurePlan, local_refs: Mapping[str, Sequence[FeedNull]], now: float,
+              verified: Container[str] = ()) -> Iterator[Action]:
+    """The plan's actions, made as they are taken: each victim's feed nulls, then its Delete (``verified``:
+    published copies the CDN confirmed)."""
+    for file, rank in plan.victims:
+        yield from local_refs.get(file.path, ())
+        detail = CLASS_DETAILS[rank]
+        yield Delete(
+            path=file.path,
+            bytes=file.allocated,
+            reason="pressure",
+            age=now - file.mtime_ns / 1e9,
+            identity=file.identity,
+            detail=_VERIFIED if rank == PUBLISHED and file.path in verified else detail,
+        )

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from datagc import foresight, parallel
 from datagc.cdn import local_paths
@@ -44,18 +44,47 @@ from datagc.veto import Veto
 _NOT_A_DIRECTORY_ANY_MORE = frozenset({errno.ELOOP, errno.ENOTDIR, errno.EXDEV})
 
 
-def apply(ctx: PassContext, plan: Sequence[Action], step: StepReport) -> None:
-    """Apply ``plan`` (or, with ``ctx.dry_run``, record it as what would be done) into ``step``."""
-    allowed = vet(ctx, plan, step)
-    if ctx.dry_run:
-        _record(ctx, allowed, step)
-        return
-    deletes = [action for action in allowed if isinstance(action, Delete)]
-    if deletes:
-        _apply_deletes(ctx, deletes, step)
-    for action in allowed:
-        if isinstance(action, Rotate):
-            _apply_rotation(ctx, action, step)
+#: deletions applied (steps 1 to 4 above) together: a larger plan goes in parts of this many, in plan order
+CHUNK = 16384
+
+
+def apply(ctx: PassContext, plan: Iterable[Action], step: StepReport) -> None:
+    """Apply ``plan`` (or, with ``ctx.dry_run``, record it as what would be done) into ``step``.
+
+    The plan may be a stream: it is taken ``CHUNK`` deletions at a time, each
+    part vetted, its feed references nulled, unlinked, checked after and
+    recorded before the next is planned, so that memory does not grow with
+    the number of deletions. References put back into the feed after a
+    part's check are the next pass's repair (SPEC §9) once the journal has them.
+    """
+    rotations: list[Rotate] = []
+    feeds: dict[str, OSError | None] = {}
+    for part in _parts(plan):
+        allowed = vet(ctx, part, step)
+        if ctx.dry_run:
+            _record(ctx, allowed, step, feeds)
+            continue
+        deletes = [action for action in allowed if isinstance(action, Delete)]
+        if deletes:
+            _apply_deletes(ctx, deletes, step)
+        rotations += [action for action in allowed if isinstance(action, Rotate)]
+    for rotation in rotations:
+        _apply_rotation(ctx, rotation, step)
+
+
+def _parts(plan: Iterable[Action]) -> Iterator[list[Action]]:
+    """The plan in parts of ``CHUNK`` deletions, each cut after a deletion (a Delete's FeedNulls precede it)."""
+    part: list[Action] = []
+    deletes = 0
+    for action in plan:
+        part.append(action)
+        if isinstance(action, Delete):
+            deletes += 1
+            if deletes >= CHUNK:
+                yield part
+                part, deletes = [], 0
+    if part:
+        yield part
 
 
 def vet(ctx: PassContext, plan: Sequence[Action], step: StepReport) -> list[Action]:
@@ -79,13 +108,13 @@ def vet(ctx: PassContext, plan: Sequence[Action], step: StepReport) -> list[Acti
             if not (isinstance(action, FeedNull) and local_paths(action.url, media_dirs) <= refused)]
 
 
-def _record(ctx: PassContext, plan: Sequence[Action], step: StepReport) -> None:
+def _record(ctx: PassContext, plan: Sequence[Action], step: StepReport, feeds: dict[str, OSError | None]) -> None:
     """The plan as a real run would apply it, less what it can be seen to fail on (``foresight``).
 
     Those failures are the step's, as in a real run: kept, said why, exit bit 1
-    (and no reclaim bit when nothing else would go).
+    (and no reclaim bit when nothing else would go). ``feeds``: what was found
+    of each feed file, for the whole plan.
     """
-    feeds: dict[str, OSError | None] = {}
     held_by: tuple[str, OSError] | None = None  # a feed null before this Delete that could not be written
     with DirCache(ctx.data_dir) as dirs:
         sight = foresight.Foresight(dirs)
@@ -99,7 +128,7 @@ def _record(ctx: PassContext, plan: Sequence[Action], step: StepReport) -> None:
                 if problem := feeds[action.path]:
                     held_by = (action.path, problem)
                 else:
-                    step.actions.append(action)
+                    step.record(action)
                 continue
             problem = None if held_by is not None else sight.obstacle(action.path)
             if isinstance(action, Delete) and held_by is not None:
@@ -110,7 +139,7 @@ def _record(ctx: PassContext, plan: Sequence[Action], step: StepReport) -> None:
                 step.fail(why, problem.errno)
                 step.kept.append(Kept(action.path, why))
             else:
-                step.actions.append(action)
+                step.record(action)
                 if isinstance(action, Delete):
                     step.reclaimed_bytes += action.bytes
                 elif isinstance(action, Rotate):
@@ -174,7 +203,8 @@ def _restore_for_files_that_stayed(
     from datagc.feed.rewrite import restore_references
 
     outcome = restore_references(ctx.data_dir, ctx.config, restore)
-    step.actions.extend(outcome.restores)
+    for restored in outcome.restores:
+        step.record(restored)
     if ctx.journal is not None:
         for restored in outcome.restores:
             ctx.journal.feed_change(step.name, restored, reasons)
@@ -188,7 +218,8 @@ def _restore_for_files_that_stayed(
 
 def _nulled(ctx: PassContext, step: StepReport, nulls: list[FeedNull], reasons: dict[str, str]) -> None:
     """Report (and journal) feed references set to null (``reasons``: media path -> why it goes)."""
-    step.actions.extend(nulls)
+    for null in nulls:
+        step.record(null)
     if ctx.journal is not None:
         for null in nulls:
             ctx.journal.feed_change(step.name, null, reasons)
@@ -235,7 +266,7 @@ def _unlink_all(ctx: PassContext, deletes: list[Delete], nulled: set[str], step:
             elif outcome == UNLINKED:
                 if journal is not None:
                     journal.delete(step.name, action)
-                step.actions.append(action)
+                step.record(action)
                 step.reclaimed_bytes += action.bytes
                 deleted.append(action.path)
             elif outcome == CHANGED:
@@ -317,7 +348,7 @@ def _apply_rotation(ctx: PassContext, action: Rotate, step: StepReport) -> None:
     if not rotation.rotated:
         step.kept.append(Kept(rotation.path, note("rotate-fits-now")))
         return
-    step.actions.append(rotation.action)
+    step.record(rotation.action)
     if ctx.journal is not None:
         ctx.journal.rotate(step.name, rotation.action)
     step.reclaimed_bytes += rotation.reclaimed_bytes

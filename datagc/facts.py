@@ -7,6 +7,8 @@ executor and the renderers read them.
 from __future__ import annotations
 
 import os
+from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -61,6 +63,62 @@ class FileStat(NamedTuple):
     def reclaimable(self) -> int:
         """Allocated bytes that come back when this name is unlinked (0 while other links remain)."""
         return self.allocated if self.nlink == 1 else 0
+
+
+_NUMBERS = 7  # FileStat's fields after the path
+_WRAP = 1 << 64
+
+
+class FileStats:
+    """Many ``FileStat`` held compactly: the paths in a list, their numbers in one array of 64-bit integers.
+
+    A sweep may plan to delete most of a million files: as FileStat tuples
+    (their numbers as Python ints) they would take some 400 bytes each, here
+    about 150. Each is made a FileStat again when iterated. Pickles compactly
+    (a parallel walk's worker sends its files as one).
+    """
+
+    __slots__ = ("numbers", "paths")
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        self.numbers = array("q")
+
+    def add(self, path: str, st: os.stat_result) -> None:
+        self.paths.append(path)
+        # device and inode numbers are unsigned 64-bit: those above the signed range are wrapped
+        self.numbers.extend((st.st_mtime_ns, st.st_size, st.st_blocks * 512, st.st_nlink,
+                             _signed(st.st_dev), _signed(st.st_ino), st.st_ctime_ns))
+
+    def append(self, file: FileStat) -> None:
+        self.paths.append(file.path)
+        self.numbers.extend((*file[1:5], _signed(file.dev), _signed(file.ino), file.ctime_ns))
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __iter__(self) -> Iterator[FileStat]:
+        numbers = self.numbers
+        for index, path in enumerate(self.paths):
+            at = index * _NUMBERS
+            mtime_ns, size, allocated, nlink, dev, ino, ctime_ns = numbers[at:at + _NUMBERS]
+            yield FileStat(path, mtime_ns, size, allocated, nlink, dev % _WRAP, ino % _WRAP, ctime_ns)
+
+    def in_path_order(self) -> FileStats:
+        """These files sorted by path (this store is emptied: only one copy of the numbers at a time)."""
+        order = sorted(range(len(self.paths)), key=self.paths.__getitem__)
+        ordered = FileStats()
+        ordered.paths = [self.paths[index] for index in order]
+        self.paths = []
+        numbers = self.numbers
+        for index in order:
+            ordered.numbers.extend(numbers[index * _NUMBERS:(index + 1) * _NUMBERS])
+        self.numbers = array("q")
+        return ordered
+
+
+def _signed(number: int) -> int:
+    return number - _WRAP if number >= 1 << 63 else number
 
 
 @dataclass(frozen=True)

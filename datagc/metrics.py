@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 from prometheus_client.parser import text_string_to_metric_families
 
 from datagc.config.load import not_a_regular_file
-from datagc.model import Delete, Rotate, RunReport, StepReport
+from datagc.model import RunReport, StepReport
 from datagc.text import escape
 
 LAST_SUCCESS = "datagc_last_success_timestamp_seconds"
@@ -59,11 +59,10 @@ def _step_reasons(step: StepReport) -> tuple[Counter[str], Counter[str]]:
     """(reclaimed bytes, files deleted) of one step, by reason; a rotation's reason is ``rotate``."""
     reclaimed: Counter[str] = Counter()
     deleted: Counter[str] = Counter()
-    for action in step.actions:
-        if isinstance(action, Delete):
-            reclaimed[action.reason] += action.bytes
-            deleted[action.reason] += 1
-    if any(isinstance(action, Rotate) for action in step.actions):
+    for (reason, detail), files in step.deleted_files.items():
+        reclaimed[reason] += step.deleted_bytes[reason, detail]
+        deleted[reason] += files
+    if step.rotations:
         reclaimed["rotate"] += step.reclaimed_bytes - sum(reclaimed.values())
     return reclaimed, deleted
 
@@ -95,10 +94,9 @@ def build_registry(report: RunReport, previous: dict[str, float]) -> CollectorRe
             reclaimed.labels(step.name, reason).set(count)
         for reason, count in counts.items():
             deleted.labels(step.name, reason).set(count)
-        for action in step.actions:
-            if isinstance(action, Rotate):
-                log_before.labels(escape(action.path)).set(action.bytes_before)
-                log_after.labels(escape(action.path)).set(action.bytes_after)
+        for rotation in step.rotations:
+            log_before.labels(escape(rotation.path)).set(rotation.bytes_before)
+            log_after.labels(escape(rotation.path)).set(rotation.bytes_after)
         if step.status in SUCCEEDED:
             successes[step.name] = finished
     for name, when in successes.items():

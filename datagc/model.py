@@ -11,10 +11,11 @@ sentence for the renderers.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from errno import ENOSPC
-from typing import TYPE_CHECKING, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeVar
 
 from datagc.config.schema import Config
 from datagc.exitcodes import Exit
@@ -129,9 +130,14 @@ class Failure:
 
 @dataclass
 class Plan:
-    """What a pass decided before anything was touched; passes extend it with their own facts."""
+    """What a pass decided before anything was touched; passes extend it with their own facts.
 
-    actions: list[Action] = field(default_factory=list)
+    ``actions`` may be a stream (a large sweep's deletions are planned as the
+    executor takes them): it is consumed once, and what the planner finds on
+    the way (kept files) is complete only then.
+    """
+
+    actions: Iterable[Action] = field(default_factory=list)
     kept: list[Kept] = field(default_factory=list)
     notes: list[Note] = field(default_factory=list)
     #: failures known before applying (a feed that doesn't parse, an unreadable directory)
@@ -142,13 +148,31 @@ class Plan:
     skipped: bool = False
 
 
+class Outlet(Protocol):
+    """Where a step's actions go as they are applied (the report written as the pass runs), instead of
+    ``StepReport.actions``: a pass deleting a million files holds none of them."""
+
+    def begin(self, report: RunReport) -> None: ...
+
+    def action(self, step: StepReport, action: Action) -> None: ...
+
+    def settle(self, report: RunReport, hold: int | None = None) -> None:
+        """The steps of ``report`` so far are complete, except ``hold`` (its index: it will be replaced)."""
+
+
 @dataclass
 class StepReport:
-    """One step of a run: what it did (or, dry-run, would do), and the exit bits that follow."""
+    """One step of a run: what it did (or, dry-run, would do), and the exit bits that follow.
+
+    Every action goes through ``record``, which counts it (the exit bits, the
+    metrics and the passes' conclusions read the counts) and keeps it in
+    ``actions``, or hands it to ``outlet`` when there is one.
+    """
 
     name: str
     status: StepStatus = "ok"
     reclaimed_bytes: int = 0
+    #: the actions recorded (those the outlet kept, when there is one)
     actions: list[Action] = field(default_factory=list)
     kept: list[Kept] = field(default_factory=list)
     notes: list[Note] = field(default_factory=list)
@@ -157,6 +181,35 @@ class StepReport:
     failures: list[Failure] = field(default_factory=list)
     #: the disk is still above the pressure threshold at the end of the step (exit bit 32)
     still_above: bool = False
+    #: how many actions were recorded
+    action_count: int = 0
+    #: files deleted and their bytes, by (reason, detail)
+    deleted_files: Counter[tuple[str, Detail | None]] = field(default_factory=Counter)
+    deleted_bytes: Counter[tuple[str, Detail | None]] = field(default_factory=Counter)
+    #: bytes deleted under each top-level entry of DATA_DIR
+    deleted_under: Counter[str] = field(default_factory=Counter)
+    rotations: list[Rotate] = field(default_factory=list)
+    outlet: Outlet | None = field(default=None, repr=False, compare=False)
+
+    def record(self, action: Action) -> None:
+        """One action applied (or, dry-run, that would be): counted, then kept or handed to the outlet."""
+        self.action_count += 1
+        if isinstance(action, Delete):
+            key = (action.reason, action.detail)
+            self.deleted_files[key] += 1
+            self.deleted_bytes[key] += action.bytes
+            self.deleted_under[action.path.partition("/")[0]] += action.bytes
+        elif isinstance(action, Rotate):
+            self.rotations.append(action)
+        if self.outlet is None:
+            self.actions.append(action)
+        else:
+            self.outlet.action(self, action)
+
+    def deleted(self, reason: str | None = None) -> tuple[int, int]:
+        """(files, bytes) deleted, for one reason or all."""
+        keys = [key for key in self.deleted_files if reason is None or key[0] == reason]
+        return sum(self.deleted_files[key] for key in keys), sum(self.deleted_bytes[key] for key in keys)
 
     def fail(self, why: Note, errno: int | None = None) -> None:
         """Record a failure (once): the step's status becomes "error"."""
@@ -180,12 +233,12 @@ class StepReport:
     def flags(self) -> Exit:
         """The exit bits of this step, derived from its status, actions and end state (SPEC §4)."""
         flags = Exit.STEP_FAILED if self.status == "error" else Exit.OK
-        reasons = {action.reason for action in self.actions if isinstance(action, Delete)}
+        reasons = {reason for reason, _ in self.deleted_files}
         if reasons - {"pressure"}:
             flags |= Exit.SWEPT
         if "pressure" in reasons:
             flags |= Exit.PRESSURE_DELETED
-        if any(isinstance(action, Rotate) for action in self.actions):
+        if self.rotations:
             flags |= Exit.ROTATED
         if self.still_above:
             flags |= Exit.STILL_ABOVE_THRESHOLD
@@ -232,6 +285,8 @@ class PassContext:
     now: float
     #: where applied changes are recorded (None for a dry run)
     journal: Journal | None = None
+    #: where each step's actions go as they happen (None: kept in ``StepReport.actions``)
+    outlet: Outlet | None = None
 
 
 PlanT = TypeVar("PlanT", bound=Plan)

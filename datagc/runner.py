@@ -28,7 +28,7 @@ from datagc.errors import DatagcError
 from datagc.exitcodes import Exit
 from datagc.facts import DiskUsage
 from datagc.journal import Journal
-from datagc.model import PassContext, PassSpec, RunReport, StepReport, note
+from datagc.model import Outlet, PassContext, PassSpec, RunReport, StepReport, note
 from datagc.safety.datadir import DataDir
 from datagc.safety.disk import disk_usage
 from datagc.safety.lock import lock_data_dir, lock_held
@@ -59,18 +59,19 @@ def pass_spec(name: str) -> PassSpec[Any]:
 
 def run_step(name: str, ctx: PassContext, on_traceback: TracebackHandler | None = None) -> StepReport:
     """Run one pass as a step; any exception becomes that step's failure (what was applied stays reported)."""
-    step = StepReport(name)
+    step = StepReport(name, outlet=ctx.outlet)
     try:
         with _cyclic_gc_paused():
             spec = pass_spec(name)
             plan = spec.prepare(ctx)
-            step.kept.extend(plan.kept)
-            step.notes.extend(plan.notes)
-            step.details.update(plan.details)
             for failure in plan.failures:
                 step.fail(failure.why, failure.errno)
             executor.apply(ctx, plan.actions, step)
-            if plan.skipped and step.status == "ok" and not step.actions:
+            # after: a streamed plan finds what it keeps as the executor takes its actions (the plan's come first)
+            step.kept[:0] = plan.kept
+            step.notes[:0] = plan.notes
+            step.details = {**plan.details, **step.details}
+            if plan.skipped and step.status == "ok" and not step.action_count:
                 step.status = "skipped"
             spec.conclude(ctx, plan, step)
             if name in FEED_STEPS:
@@ -137,8 +138,9 @@ def run_command(
     config: Config,
     options: RunOptions,
     on_traceback: TracebackHandler | None = None,
+    outlet: Outlet | None = None,
 ) -> RunReport:
-    """Run ``steps`` in order under the data directory lock.
+    """Run ``steps`` in order under the data directory lock; ``outlet`` receives the report as it is made.
 
     In run-all, a rotation that failed for lack of space is tried again after
     each later step, as soon as one freed some (SPEC §7 rule 9).
@@ -151,12 +153,16 @@ def run_command(
             lock_data_dir(data_dir, options.wait_seconds)
         clock = time.monotonic()
         ctx = PassContext(config=config, data_dir=data_dir, dry_run=options.dry_run, now=time.time(),
-                          journal=None if options.dry_run else journal)
+                          journal=None if options.dry_run else journal, outlet=outlet)
         report = RunReport(command, str(config.data_dir), options.dry_run, disk_before=_disk(data_dir),
                            started_at=ctx.now, other_pass_running=busy)
-        for name in steps:
+        if outlet is not None:
+            outlet.begin(report)
+        for number, name in enumerate(steps, 1):
             report.steps.append(run_step(name, dataclasses.replace(ctx, now=time.time()), on_traceback))
             _retry_rotation_for_space(report, ctx, on_traceback)
+            if outlet is not None:
+                outlet.settle(report, _awaiting_retry(report) if number < len(steps) else None)
         report.disk_after = _disk(data_dir)
         report.duration_seconds = time.monotonic() - clock
     return report
@@ -178,19 +184,30 @@ def _retry_rotation_for_space(report: RunReport, ctx: PassContext, on_traceback:
     report.steps[failed[0]] = again
 
 
+def _awaiting_retry(report: RunReport) -> int | None:
+    """The index of a rotation that failed for lack of space: the next step is followed by its retry."""
+    return next((i for i, step in enumerate(report.steps) if step.name == "rotate" and failed_for_lack_of_space(step)),
+                None)
+
+
 def run_and_report(command: str, steps: Sequence[str], config: Config, options: RunOptions,
                    renderer: Renderer) -> tuple[RunReport, int]:
-    """Run, render the report, write the metrics; the report and exit status. The CLI and ``watch`` both call this.
+    """Run, write the report as it is made (``render.stream``), write the metrics; the report and exit status.
+    The CLI and ``watch`` both call this.
 
     DatagcError (the lock is held, DATA_DIR is missing) propagates: the caller says it in its own way.
     """
+    from datagc.render.stream import ReportStream
+
     on_traceback = renderer.traceback if options.verbose else None
-    report = run_command(command, steps, config, options, on_traceback)
+    stream = ReportStream(renderer)
+    report = run_command(command, steps, config, options, on_traceback, stream)
     code = report.exit_code
-    if config.metrics.textfile and not options.dry_run:  # first: whatever rendering meets, the metrics are written
+    if config.metrics.textfile and not options.dry_run:  # before the report's end: whatever writing it meets
         from datagc.metrics import write_metrics
 
         if not write_metrics(config.metrics.textfile, report, renderer.error):
             code |= Exit.STEP_FAILED
-    renderer.run_report(report)
+    if not stream.finish(report):
+        code |= Exit.STEP_FAILED
     return report, code

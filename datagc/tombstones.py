@@ -165,8 +165,9 @@ def repair_tombstones(ctx: PassContext, step: StepReport) -> None:
     if not graves:
         return
     if ctx.dry_run:
-        step.actions.extend(repair_plan(index_feeds(ctx.data_dir, ctx.config), graves))
+        for null in repair_plan(index_feeds(ctx.data_dir, ctx.config), graves):
+            step.record(null)
     else:
         executor.repair(ctx, graves, step)
-    if step.status == "skipped" and step.actions:
+    if step.status == "skipped" and step.action_count:
         step.status = "ok"

@@ -41,6 +41,7 @@ import functools
 import os
 from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 
 from datagc import cdn, leftovers, limits, openfiles
 from datagc.cdn import is_media_path
@@ -51,12 +52,13 @@ from datagc.eviction import (
     PUBLISHED,
     PressurePlan,
     Tally,
-    plan_pressure,
+    evictions,
+    rank_pressure,
 )
 from datagc.facts import DiskUsage
 from datagc.feed.index import FeedIndex, index_feeds
 from datagc.limits import Figures, Limit, Need
-from datagc.model import Action, Delete, Failure, Note, PassContext, PassSpec, StepReport, note
+from datagc.model import Detail, Failure, Note, PassContext, PassSpec, StepReport, note
 from datagc.openfiles import OpenFiles
 from datagc.safety.datadir import DataDir
 from datagc.veto import Veto
@@ -75,6 +77,8 @@ class PressurePass(PressurePlan):
     census: Holdings = field(default_factory=Holdings)
     #: the feed could not be read: nothing may be evicted, the disk stays above the threshold
     blind: bool = False
+    #: published victims the CDN confirmed (``cdn.verify``)
+    verified: Container[str] = ()
 
 
 def prepare(ctx: PassContext) -> PressurePass:
@@ -104,7 +108,8 @@ def prepare(ctx: PassContext) -> PressurePass:
     plan = _plan(ctx, limits.need(standing), open_files, index)
     plan.before, plan.standing = before, standing
     plan.details.update(details)
-    plan.actions[:0] = leftovers.plan(found, ctx.now)
+    # made as the executor takes them: a quarter of a million evictions are never all held as actions
+    plan.actions = chain(leftovers.plan(found, ctx.now), evictions(plan, index.local_refs, ctx.now, plan.verified))
     if config.cdn.enabled and not config.cdn.public_url:
         plan.notes.append(note("no-public-url"))
     _report_walk_errors(plan, config.sweep.media_dirs)
@@ -125,7 +130,7 @@ def _plan(ctx: PassContext, need: Need, open_files: OpenFiles, index: FeedIndex)
                        for path, verdict in verdicts.items() if not verdict.ok]
         plan = _observe_and_plan(ctx, need, open_files, confirmed, index)
         plan.notes.extend(unconfirmed)
-    plan.actions = [_verified(action, confirmed) for action in plan.actions]
+    plan.verified = confirmed.keys()
     return plan
 
 
@@ -134,7 +139,7 @@ def _observe_and_plan(
 ) -> PressurePass:
     config = ctx.config
     plan, census = plan_on_walk(ctx.data_dir, config.sweep.media_dirs, functools.partial(
-        plan_pressure,
+        rank_pressure,
         need=need,
         settings=config.pressure,
         spared=Veto(config).spares,
@@ -151,16 +156,10 @@ def _observe_and_plan(
 def _to_verify(plan: PressurePlan, index: FeedIndex) -> dict[str, tuple[str, int]]:
     """Victims chosen as published copies, with their CDN URL and local size, for ``cdn.verify``."""
     return {
-        action.path: (index.published[action.path], action.identity.size)
-        for action in plan.actions
-        if isinstance(action, Delete) and action.detail == CLASS_DETAILS[PUBLISHED]
+        file.path: (index.published[file.path], file.size)
+        for file, rank in plan.victims
+        if rank == PUBLISHED
     }
-
-
-def _verified(action: Action, confirmed: Container[str]) -> Action:
-    if isinstance(action, Delete) and action.detail == CLASS_DETAILS[PUBLISHED] and action.path in confirmed:
-        return dataclasses.replace(action, detail=dataclasses.replace(action.detail, verified=True))
-    return action
 
 
 def _report_walk_errors(plan: PressurePass, media_dirs: Sequence[str]) -> None:
@@ -222,11 +221,10 @@ def conclude(ctx: PassContext, plan: PressurePass, step: StepReport) -> None:
         step.still_above = True
         step.notes.insert(0, note("pressure-headline", **headline, outcome="nothing"))
         return
-    deleted = [action for action in step.actions if isinstance(action, Delete) and action.reason == "pressure"]
-    freed = sum(action.bytes for action in deleted)
-    headline.update(files=len(deleted), bytes=freed, dry_run=ctx.dry_run)
+    files, freed = step.deleted("pressure")
+    headline.update(files=files, bytes=freed, dry_run=ctx.dry_run)
     if ctx.dry_run:
-        after_figures = limits.after_freeing(before, freed, len(deleted))
+        after_figures = limits.after_freeing(before, freed, files)
         step.details["used_fraction_projected"] = after_figures.fs.usage.used_fraction
     else:
         try:
@@ -242,10 +240,10 @@ def conclude(ctx: PassContext, plan: PressurePass, step: StepReport) -> None:
     after = limits.evaluate(after_figures, settings)
     step.details["limits"] = [limits.limit_json(limit, was) for limit, was in zip(after, plan.standing, strict=True)]
     step.notes.insert(0, note("pressure-headline", **headline, outcome="deleted", after=after))
-    _describe_plan(step, plan, deleted, freed)
+    _describe_plan(step, plan, files, freed)
     if limits.crossed(after):
         step.still_above = True
-        step.notes.append(_still_above(step, ctx, after_figures.fs.usage, after, plan, deleted))
+        step.notes.append(_still_above(step, ctx, after_figures.fs.usage, after, plan))
     elif short := [limit for limit, was in zip(after, plan.standing, strict=True)
                    if was.crossed and not limit.at_target]:
         if plan.exhausted:
@@ -254,15 +252,18 @@ def conclude(ctx: PassContext, plan: PressurePass, step: StepReport) -> None:
             step.notes.append(note("pressure-above-target", short=short))
 
 
-def _describe_plan(step: StepReport, plan: PressurePlan, deleted: Sequence[Delete], freed: int) -> None:
+def _describe_plan(step: StepReport, plan: PressurePlan, files: int, freed: int) -> None:
     """The machine-readable facts of the pass (merged into its JSON object)."""
     chosen = {name: Tally() for name in CLASS_NAMES}
-    for action in deleted:
-        chosen[_class_of(action)].add(action.bytes)
+    for (reason, detail), count in step.deleted_files.items():
+        if reason == "pressure":
+            tally = chosen[_class_of(detail)]
+            tally.files += count
+            tally.bytes += step.deleted_bytes[reason, detail]
     step.details.update(
         needed_bytes=plan.needed_bytes,
         needed_inodes=plan.needed_inodes,
-        files=len(deleted),
+        files=files,
         bytes=freed,
         victims=_tallies_json(chosen),
         eligible=_tallies_json(dict(zip(CLASS_NAMES, plan.eligible, strict=True))),
@@ -276,9 +277,9 @@ def _held_open_tally(plan: PressurePlan) -> Tally:
     return Tally(len(plan.held_open), sum(file.allocated for file, _ in plan.held_open))
 
 
-def _class_of(action: Delete) -> str:
-    code = action.detail.code if action.detail is not None else None
-    return CLASS_NAMES[next(rank for rank, detail in enumerate(CLASS_DETAILS) if detail.code == code)]
+def _class_of(detail: Detail | None) -> str:
+    code = detail.code if detail is not None else None
+    return CLASS_NAMES[next(rank for rank, known in enumerate(CLASS_DETAILS) if known.code == code)]
 
 
 def _tallies_json(tallies: Mapping[str, Tally]) -> dict[str, dict[str, int]]:
@@ -286,13 +287,13 @@ def _tallies_json(tallies: Mapping[str, Tally]) -> dict[str, dict[str, int]]:
 
 
 def _still_above(
-    step: StepReport, ctx: PassContext, after: DiskUsage, standing: list[Limit], plan: PressurePass,
-    deleted: Sequence[Delete],
+    step: StepReport, ctx: PassContext, after: DiskUsage, standing: list[Limit], plan: PressurePass
 ) -> Note:
     """Who holds the space an operator must now free by hand: DATA_DIR's largest entries, and its share."""
     census = plan.census
-    for action in deleted:
-        census.entries[action.path.partition("/")[0]].bytes -= action.bytes
+    for name, freed in step.deleted_under.items():
+        if name in census.entries:
+            census.entries[name].bytes -= freed
     top = census.largest(TOP_HOLDERS)
     held = census.total_bytes
     share = held / after.used_bytes if after.used_bytes else 0.0

@@ -14,13 +14,13 @@ import errno
 import os
 import stat
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from datagc import leftovers
 from datagc.config.schema import RotateConfig
 from datagc.facts import FileStat
-from datagc.model import Failure, Kept, Note, PassContext, PassSpec, Plan, Rotate, StepReport, note
+from datagc.model import Action, Failure, Kept, Note, PassContext, PassSpec, Plan, Rotate, StepReport, note
 from datagc.safety.datadir import DataDir, join_path, split_path
 from datagc.tailcopy import Cut, find_cut
 
@@ -50,6 +50,8 @@ class RotatePlan(Plan):
 
     Logs over the trigger that can't be rotated are ``failures``: the step fails and says why.
     """
+
+    actions: list[Action] = field(default_factory=list)
 
 
 # --- observe ----------------------------------------------------------------------
@@ -182,7 +184,7 @@ def prepare(ctx: PassContext) -> RotatePlan:
 
 def conclude(ctx: PassContext, decided: RotatePlan, step: StepReport) -> None:
     """A pass that rotated nothing and failed at nothing was skipped."""
-    if step.status == "ok" and not step.actions:
+    if step.status == "ok" and not step.action_count:
         step.status = "skipped"
 
 

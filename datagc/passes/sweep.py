@@ -29,16 +29,16 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import heapq
 import os
 import stat
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import Any, cast
 
 from datagc import cdn, leftovers
 from datagc.config.schema import Config
-from datagc.facts import FileStat
+from datagc.facts import FileStat, FileStats
 from datagc.feed.index import FeedIndex, index_feeds
 from datagc.model import (
     Action,
@@ -91,32 +91,26 @@ def media_files(
     media_dirs: Sequence[str],
     on_error: WalkErrorHandler,
     may_go: Callable[[str, int], bool] = lambda path, mtime_ns: True,
-) -> tuple[list[FileStat], int]:
+) -> tuple[Iterable[FileStat], int]:
     """The regular files under the media directories that ``may_go(path, mtime_ns)`` (no symlink, no other
     filesystem), and how many files were seen. A large tree's walk is split across cores
-    (``datagc.parallel``): each worker sends back only its files that may go, and they come in path order
-    (the split varies from run to run); a serial walk's come in walk order."""
-    found: list[tuple[Any, ...]] = []
+    (``datagc.parallel``): each worker sends back only its files that may go. They come in path order, split
+    or not (the split varies from run to run, the walk order from one filesystem to another), and are held
+    compactly (``FileStats``): they may be most of a million files."""
+    walks: list[Iterable[FileStat]] = []
     scanned = 0
-    split = False
     for top in _outermost(media_dirs):
         parts = fold_walk(data_dir, top, lambda entries, share: _candidates(entries, share, may_go), on_error)
-        split = split or len(parts) > 1
-        for part, seen in parts:
-            found.extend(part)
-            scanned += seen
-    if not split:
-        return cast(list[FileStat], found), scanned  # a serial walk's are FileStat already
-    found.sort()
-    return list(map(FileStat._make, found)), scanned
+        walks.append(heapq.merge(*(part for part, _ in parts)) if len(parts) > 1 else parts[0][0])
+        scanned += sum(seen for _, seen in parts)
+    return chain.from_iterable(walks), scanned
 
 
 def _candidates(
     entries: Iterator[WalkEntry], share: Share | None, may_go: Callable[[str, int], bool]
-) -> tuple[list[tuple[Any, ...]], int]:
-    """A walk's regular files that may go, and its count; a worker's as plain tuples (FileStat's fields), which
-    pickle several times faster."""
-    found: list[tuple[Any, ...]] = []
+) -> tuple[FileStats, int]:
+    """A walk's regular files that may go, in path order, and its count."""
+    found = FileStats()
     scanned = 0
     for kind, directory, name, st in entries:
         if kind is not FILE:
@@ -125,9 +119,8 @@ def _candidates(
         scanned += 1
         path = f"{directory}/{name}"
         if may_go(path, st.st_mtime_ns):
-            file = FileStat.of(path, st)
-            found.append(file if share is None else tuple(file))
-    return found, scanned
+            found.add(path, st)
+    return found.in_path_order(), scanned
 
 
 def temp_files(data_dir: DataDir, patterns: Sequence[str]) -> list[FileStat]:
@@ -162,7 +155,16 @@ def plan_sweep(files: Iterable[FileStat], feed_index: FeedIndex, config: Config,
     actions just before its Delete. With ``cdn.verify``, published deletions
     are listed in ``to_verify`` (see ``drop_unverified``).
     """
-    plan = SweepPlan()
+    files = list(files)
+    plan = SweepPlan(scanned=len(files))
+    plan.actions = list(decide(files, feed_index, config, now, plan))
+    return plan
+
+
+def decide(files: Iterable[FileStat], feed_index: FeedIndex, config: Config, now: float,
+           plan: SweepPlan) -> Iterator[Action]:
+    """``plan_sweep``'s actions as a stream, each file decided as it comes; what is kept, and what awaits
+    the CDN's word, go into ``plan`` on the way."""
     sweep = config.sweep
     now_ns = int(now * _NS)
     age_cutoff = now_ns - int(sweep.max_age * _NS)
@@ -173,7 +175,6 @@ def plan_sweep(files: Iterable[FileStat], feed_index: FeedIndex, config: Config,
     published, local_refs = feed_index.published, feed_index.local_refs
     blocked_why = note("feed-unreadable-kept", problems=tuple(feed_index.problems))
     for file in files:
-        plan.scanned += 1
         path = file.path
         is_temp = "/" not in path
         reason: Reason
@@ -203,22 +204,19 @@ def plan_sweep(files: Iterable[FileStat], feed_index: FeedIndex, config: Config,
             refs = local_refs.get(path, ())
             if refs:
                 detail = Detail("referenced-locally", posts=_referrers(refs))
-                plan.actions.extend(refs)
+                yield from refs
             else:
                 detail = _ON_CDN if path in published else _UNREFERENCED
             if reason == "published" and config.cdn.verify:
                 plan.to_verify[path] = (published[path], file.size)
-        plan.actions.append(
-            Delete(
-                path=path,
-                bytes=file.reclaimable,
-                reason=reason,
-                age=now - file.mtime_ns / _NS,
-                identity=file.identity,
-                detail=detail,
-            )
+        yield Delete(
+            path=path,
+            bytes=file.reclaimable,
+            reason=reason,
+            age=now - file.mtime_ns / _NS,
+            identity=file.identity,
+            detail=detail,
         )
-    return plan
 
 
 def _referrers(refs: Sequence[FeedNull]) -> tuple[str, ...]:
@@ -277,9 +275,10 @@ def prepare(ctx: PassContext) -> SweepPlan:
         index = FeedIndex()  # no media is touched, so the feed needs no reading
         files, scanned = temps, 0
         notes.append(note("cdn-disabled", source=config.sources.get("cdn.enabled", "default")))
-    plan = plan_sweep(files, index, config, ctx.now)
-    plan.scanned = len(temps) + scanned  # every file seen, not only those that may go
-    plan.actions[:0] = leftovers.plan(leftover, ctx.now)
+    plan = SweepPlan(scanned=len(temps) + scanned)  # every file seen, not only those that may go
+    # planned as the executor takes them: a million deletions are never all held (with cdn.verify, they are)
+    actions = chain(leftovers.plan(leftover, ctx.now), decide(files, index, config, ctx.now, plan))
+    plan.actions = list(actions) if config.cdn.enabled and config.cdn.verify else actions
     if plan.to_verify:
         verdicts = cdn.verify_all(plan.to_verify, config.cdn.public_url, cdn.VERIFY_TIMEOUT)
         plan = drop_unverified(plan, verdicts)
@@ -301,7 +300,7 @@ def _is_symlink(data_dir: DataDir, path: str) -> bool:
 
 def conclude(ctx: PassContext, plan: SweepPlan, step: StepReport) -> None:
     """Say so when there was nothing to sweep."""
-    if step.status == "ok" and not any(isinstance(action, Delete) for action in step.actions):
+    if step.status == "ok" and not step.deleted_files:
         step.status = "skipped"
         step.notes.append(note("nothing-to-sweep", scanned=plan.scanned))
 

@@ -60,13 +60,14 @@ def step_error(step: StepReport) -> str | None:
     return error_text(step.failures, step.first_failure)
 
 
-def step_json(step: StepReport) -> dict[str, Any]:
+def step_json(step: StepReport, actions: bool = True) -> dict[str, Any]:
+    """The step's JSON object; without its ``actions`` when they were written as they came (``render.stream``)."""
     document: dict[str, Any] = {
         "name": step.name,
         "status": step.status,
         "reclaimed_bytes": step.reclaimed_bytes,
         "error": step_error(step),
-        "actions": [action_json(action) for action in step.actions],
+        **({"actions": [action_json(action) for action in step.actions]} if actions else {}),
         "kept": [{"path": kept.path, "why": text(kept.why)} for kept in step.kept],
         "notes": [text(note) for note in step.notes],
     }

@@ -52,10 +52,11 @@ def action_line(action: Action, dry_run: bool) -> str:
     return f"[janitor] {would}{verb} {action.path} ({', '.join(facts)})"
 
 
-def step_lines(step: StepReport, dry_run: bool, verbose: bool) -> list[str]:
+def step_lines(step: StepReport, dry_run: bool, verbose: bool, actions: bool = True) -> list[str]:
+    """The step's lines; without its actions' when they were written as they came (``render.stream``)."""
     if step.status == "disabled":  # its note says where the kill switch came from
         return [f"[janitor] {text(note)}" for note in step.notes]
-    lines = [action_line(action, dry_run) for action in step.actions]
+    lines = [action_line(action, dry_run) for action in step.actions] if actions else []
     lines += [f"[janitor] {text(note)}" for note in step.notes]
     if verbose:
         lines += [f"[janitor] kept {kept.path}: {text(kept.why)}" for kept in step.kept]

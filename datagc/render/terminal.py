@@ -72,10 +72,11 @@ class Renderer:
         self.out.write(orjson.dumps(escape_json(document), option=option).decode() + "\n")
         self.out.flush()
 
-    def run_report(self, report: RunReport) -> None:
+    def run_report(self, report: RunReport, errors: bool = True) -> None:
+        """The whole report at once (``render.stream`` writes it as the pass runs, and the rich view at its end)."""
         for step in report.steps:
             error = step_error(step)
-            if error:
+            if error and errors:
                 self.error(f"{step.name} failed: {error}")
         if self.json:
             self.write_json(run_json(report))
@@ -166,8 +167,8 @@ class Renderer:
             table.add_column("size", justify="right")
             for action in step.actions[:TABLE_ROWS]:
                 table.add_row(*map(_cell, _rich_row(action, report.dry_run)))
-            if len(step.actions) > TABLE_ROWS:
-                table.add_row("…", f"and {len(step.actions) - TABLE_ROWS:,} more", "", "")
+            if (shown := min(len(step.actions), TABLE_ROWS)) < step.action_count:
+                table.add_row("…", f"and {step.action_count - shown:,} more", "", "")
             if step.actions:
                 console.print(table)
             else:
