@@ -108,10 +108,13 @@ def test_a_file_changed_in_a_later_part_is_kept_and_gets_its_reference_back(tmp_
     assert not any((root / path).exists() for path in OLD if path != changed)
 
 
-def test_the_json_report_written_as_it_runs_is_one_document_with_every_field(tmp_path: Path) -> None:
+@pytest.mark.parametrize("quiet", [(), ("--quiet",)], ids=["", "quiet"])
+def test_the_json_report_written_as_it_runs_is_one_document_with_every_field(
+    tmp_path: Path, quiet: tuple[str, ...]
+) -> None:
     root = tree(tmp_path / "data", time.time())
     result = run_datagc("sweep", "--data-dir", str(root), "--cdn", "--cdn-public-url", "https://cdn.example.com",
-                        "--json")
+                        "--json", *quiet)
     report = result.json()
     assert result.code == Exit.SWEPT == report["exit_code"], result.stderr
     assert list(report) == ["version", "command", "data_dir", "dry_run", "disk_before", "steps", "exit_code",
@@ -134,3 +137,11 @@ def test_a_report_that_cannot_be_written_never_stops_the_pass(tmp_path: Path) ->
     assert not any((root / path).exists() for path in OLD), "every deletion still happened"
     assert all((root / path).exists() for path in YOUNG)
     assert os.path.getsize(root / ".datagc" / "journal.jsonl") > 0, "and is journaled"
+
+
+def test_quiet_plain_output_is_empty_and_the_pass_complete(tmp_path: Path) -> None:
+    root = tree(tmp_path / "data", time.time())
+    result = run_datagc("sweep", "--data-dir", str(root), "--cdn", "--cdn-public-url", "https://cdn.example.com",
+                        "--quiet")
+    assert (result.code, result.stdout, result.stderr) == (Exit.SWEPT, "", "")
+    assert not any((root / path).exists() for path in OLD)

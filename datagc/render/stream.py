@@ -36,7 +36,8 @@ class ReportStream:
     def __init__(self, renderer: Renderer) -> None:
         self.renderer = renderer
         self.json = renderer.json
-        self.live = not renderer.quiet and not renderer.rich  # plain lines or JSON: written as they come
+        #: JSON (even with --quiet) or plain lines: written as they come
+        self.live = renderer.json or not (renderer.quiet or renderer.rich)
         self._report: RunReport | None = None
         #: steps of the report written in full
         self._written = 0
