@@ -13,6 +13,7 @@ for either, never left pointing at a deleted one.
 from __future__ import annotations
 
 import contextlib
+import functools
 import posixpath
 import threading
 from collections.abc import Mapping, Sequence
@@ -77,36 +78,53 @@ def _path_variants(path: str) -> set[str]:
     return {path, unquote(path)}
 
 
-def local_paths(url: str, media_dirs: Sequence[str]) -> set[str]:
+#: URLs whose files are remembered: a pass asks about each feed URL several times (its index, the nulls
+#: before and after the unlinks, the tombstone repair), and the answer depends on the URL and settings only
+_REMEMBERED = 1 << 16
+
+
+def local_paths(url: str, media_dirs: Sequence[str]) -> frozenset[str]:
     """The media files a local URL (``/images/a.png``, ``.data/images/a.png``) may name.
 
     Read generously, since a miss would leave the feed pointing at a deleted
     file: the URL as written, its path without query or fragment, and both
     percent-decoded. Empty for http(s) URLs and other schemes (``data:``).
     """
+    return _local_paths(url, tuple(media_dirs))
+
+
+@functools.lru_cache(maxsize=_REMEMBERED)
+def _local_paths(url: str, media_dirs: tuple[str, ...]) -> frozenset[str]:
     if is_remote(url):
-        return set()
+        return frozenset()
     split = urlsplit(url)
     if split.scheme not in ("", "file"):
-        return set()
+        return frozenset()
     variants = _path_variants(split.path) | ({url} if not split.scheme else set())
-    return {found for variant in variants for found in media_suffixes(variant, media_dirs)}
+    return frozenset(found for variant in variants for found in media_suffixes(variant, media_dirs))
 
 
-def cdn_paths(url: str, public_url: str, media_dirs: Sequence[str]) -> set[str]:
+def cdn_paths(url: str, public_url: str, media_dirs: Sequence[str]) -> frozenset[str]:
     """The media files an http(s) URL shows on the CDN.
 
     The CDN is only what ``public_url`` names: the URL must be
     ``public_url/<media_dir>/<path>`` exactly (query and fragment aside), on
     the same origin. Without ``public_url`` no URL is a CDN copy.
     """
-    if not public_url or not is_remote(url):
-        return set()
+    if not public_url:
+        return frozenset()
+    return _cdn_paths(url, public_url, tuple(media_dirs))
+
+
+@functools.lru_cache(maxsize=_REMEMBERED)
+def _cdn_paths(url: str, public_url: str, media_dirs: tuple[str, ...]) -> frozenset[str]:
+    if not is_remote(url):
+        return frozenset()
     base = public_url.rstrip("/") + "/"
     if not url.startswith(base) or origin(url) != origin(public_url):
-        return set()
+        return frozenset()
     rest = urlsplit("/" + url[len(base):]).path
-    return {found for variant in _path_variants(rest) if (found := _under_media_dir(variant, media_dirs))}
+    return frozenset(found for variant in _path_variants(rest) if (found := _under_media_dir(variant, media_dirs)))
 
 
 class Origin(NamedTuple):

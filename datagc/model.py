@@ -231,7 +231,10 @@ class StepReport:
 
     @property
     def flags(self) -> Exit:
-        """The exit bits of this step, derived from its status, actions and end state (SPEC §4)."""
+        """The exit bits of this step, derived from its status, actions and end state (SPEC §4).
+
+        Each bit is set once, not once per action: a pass may report 100k deletions.
+        """
         flags = Exit.STEP_FAILED if self.status == "error" else Exit.OK
         reasons = {reason for reason, _ in self.deleted_files}
         if reasons - {"pressure"}:
