@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 from datagc.feed import index as feed_index
-from datagc.feed import rewrite as feed_rewrite
 from datagc.feed.index import index_feeds
-from datagc.feed.parse import FieldRef, scan_feed
+from datagc.feed.parse import URLField, load_feed
 from datagc.feed.rewrite import null_references
 from datagc.safety.datadir import DataDir
 from tests.sweep_support import make_config, node_json, write_file
@@ -19,16 +18,15 @@ from tests.sweep_support import make_config, node_json, write_file
 
 @pytest.fixture
 def counted(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """How many times a feed's text was scanned."""
+    """How many times a feed's text was parsed."""
     calls = [0]
-    scan = scan_feed
+    load = load_feed
 
-    def counting(text: str, url_fields: object, **options: bool) -> list[FieldRef]:
+    def counting(content: bytes, url_fields: object) -> tuple[str, list[URLField]]:
         calls[0] += 1
-        return scan(text, url_fields, **options)  # type: ignore[arg-type]
+        return load(content, url_fields)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(feed_index, "scan_feed", counting)
-    monkeypatch.setattr(feed_rewrite, "scan_feed", counting)
+    monkeypatch.setattr(feed_index, "load_feed", counting)
     return calls
 
 

@@ -10,7 +10,7 @@ from typing import Literal
 from datagc.cdn import cdn_paths, local_paths
 from datagc.config.schema import Config
 from datagc.facts import FileIdentity
-from datagc.feed.parse import FeedError, FieldRef, Undecodable, decode_feed, scan_feed
+from datagc.feed.parse import FeedError, Undecodable, URLField, decode_feed, load_feed
 from datagc.model import FeedNull
 from datagc.safety.datadir import DataDir, split_path
 from datagc.safety.rewrite import identity_at, read_regular
@@ -72,25 +72,31 @@ def open_feed_dir(data_dir: DataDir, feed: str) -> int | FeedProblem | None:
 
 def read_feed(dir_fd: int, feed: str) -> tuple[str, os.stat_result] | FeedProblem | None:
     """(text, stat) of one feed, a FeedProblem, or None if the feed doesn't exist."""
+    read = _read(dir_fd, feed)
+    if not isinstance(read, tuple):
+        return read
     try:
-        content, st = read_regular(dir_fd, split_path(feed)[1])
-    except FileNotFoundError:
-        return None
-    except OSError as error:
-        return FeedProblem(feed, "unreadable", error.errno)
-    try:
-        return decode_feed(content), st
+        return decode_feed(read[0]), read[1]
     except FeedError as error:
         return FeedProblem(feed, "undecodable", decoding=error.why)
 
 
+def _read(dir_fd: int, feed: str) -> tuple[bytes, os.stat_result] | FeedProblem | None:
+    try:
+        return read_regular(dir_fd, split_path(feed)[1])
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        return FeedProblem(feed, "unreadable", error.errno)
+
+
 #: the last parse of each feed file (by its path in DATA_DIR): reused while the file keeps its identity
-_PARSED: dict[str, tuple[FileIdentity, frozenset[str], str, os.stat_result, list[FieldRef]]] = {}
+_PARSED: dict[str, tuple[FileIdentity, frozenset[str], str, os.stat_result, list[URLField]]] = {}
 
 
 def parse_feed(
     dir_fd: int, feed: str, url_fields: Collection[str]
-) -> tuple[str, os.stat_result, list[FieldRef]] | FeedProblem | None:
+) -> tuple[str, os.stat_result, list[URLField]] | FeedProblem | None:
     """(text, stat, URL fields) of one feed, a FeedProblem, or None if the feed doesn't exist.
 
     A feed is read and parsed again only when its identity (device, inode,
@@ -104,12 +110,16 @@ def parse_feed(
     name = split_path(feed)[1]
     if cached is not None and cached[1] == fields and identity_at(dir_fd, name) == cached[0]:
         return cached[2], cached[3], cached[4]
-    read = read_feed(dir_fd, feed)
+    read = _read(dir_fd, feed)
     if not isinstance(read, tuple):
         _PARSED.pop(feed, None)
         return read
-    text, st = read
-    refs = scan_feed(text, fields)
+    content, st = read
+    try:
+        text, refs = load_feed(content, fields)
+    except FeedError as error:
+        _PARSED.pop(feed, None)
+        return FeedProblem(feed, "undecodable", decoding=error.why)
     _PARSED[feed] = (FileIdentity.of(st), fields, text, st, refs)
     return text, st, refs
 

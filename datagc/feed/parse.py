@@ -1,4 +1,9 @@
-"""Parsing a feed's text: the URL fields of its posts with their spans, and edits that keep every other byte."""
+"""Parsing a feed's text: the URL fields of its posts, their spans, and edits that keep every other byte.
+
+``load_feed`` reads the URL fields with the C JSON decoder (every pass needs
+them); ``scan_feed`` finds their spans in the text with a scanner written
+here, several times slower, and is run only to rewrite the feed.
+"""
 
 from __future__ import annotations
 
@@ -51,24 +56,57 @@ class FieldRef(NamedTuple):
     end: int
 
 
+class URLField(NamedTuple):
+    """One URL field of one post, as ``scan_feed`` lists it but without its span."""
+
+    entry: int  # index of the post in the array
+    post: str | None  # the post's "id", when it has one
+    field: str
+    url: str
+
+
+class _Pairs(list[tuple[str, object]]):
+    """A JSON object as its (key, value) pairs, in order, duplicate keys included."""
+
+
 def decode_feed(content: bytes) -> str:
     """The feed's text; FeedError unless it is UTF-8 JSON whose top level is an array."""
+    return load_feed(content, ())[0]
+
+
+def load_feed(content: bytes, url_fields: Collection[str]) -> tuple[str, list[URLField]]:
+    """The feed's text and every string-valued ``url_fields`` field of every object in its array, in order:
+    ``scan_feed``'s fields without their spans. FeedError unless it is UTF-8 JSON whose top level is an array."""
     try:
         text = content.decode("utf-8")
-        document = json.loads(text)
+        document = json.loads(text, object_pairs_hook=_Pairs)
     except UnicodeDecodeError as error:
         raise FeedError(Undecodable("not-utf8", error.reason, byte=error.start)) from None
     except json.JSONDecodeError as error:
         raise FeedError(Undecodable("not-json", error.msg, line=error.lineno, column=error.colno)) from None
     except RecursionError:
         raise FeedError(Undecodable("too-deep")) from None
-    if not isinstance(document, list):
+    if type(document) is not list:
         raise FeedError(Undecodable("not-array", found=_json_type(document)))
-    return text
+    fields: list[URLField] = []
+    if not url_fields:
+        return text, fields
+    for entry, value in enumerate(document):
+        if type(value) is not _Pairs:
+            continue
+        post: str | None = None
+        found = []
+        for key, item in value:
+            if key in url_fields and isinstance(item, str):
+                found.append((key, item))
+            elif key == "id" and isinstance(item, (str, int)) and not isinstance(item, bool):
+                post = str(item)
+        fields.extend(URLField(entry, post, key, url) for key, url in found)
+    return text, fields
 
 
 def _json_type(value: object) -> str:
-    if isinstance(value, dict):
+    if isinstance(value, _Pairs):
         return "object"
     if isinstance(value, str):
         return "string"

@@ -14,7 +14,7 @@ from datagc.cdn import local_paths, media_prefixes
 from datagc.config.schema import Config
 from datagc.facts import FileIdentity
 from datagc.feed.index import FeedProblem, open_feed_dir, parse_feed, read_feed
-from datagc.feed.parse import FieldRef, null_spans, replace_spans, scan_feed
+from datagc.feed.parse import FieldRef, URLField, null_spans, replace_spans, scan_feed
 from datagc.model import FeedNull, FeedRestore
 from datagc.safety.datadir import DataDir, split_path
 from datagc.safety.rewrite import REPLACED, replace_if_unchanged
@@ -82,15 +82,16 @@ def _null_in_feed(dir_fd: int, feed: str, config: Config, targets: set[str], out
             _block(outcome, read, targets)
             return
         text, st, refs = read
-        edits = []
+        chosen = []
         named = set()
-        for ref in refs:
+        for position, ref in enumerate(refs):
             hits = local_paths(ref.url, media_dirs) & targets
             if hits:
-                edits.append(ref)
+                chosen.append(position)
                 named |= hits
-        if not edits:
+        if not chosen:
             return
+        edits = _spans(text, config.feed.url_fields, refs, chosen)
         content = null_spans(text, edits).encode("utf-8")
         try:
             done = replace_if_unchanged(
@@ -107,6 +108,17 @@ def _null_in_feed(dir_fd: int, feed: str, config: Config, targets: set[str], out
             return
     problem = FeedProblem(feed, "kept-changing", attempts=attempts.count, seconds=RETRY_SECONDS)
     _block(outcome, problem, named)
+
+
+def _spans(text: str, url_fields: Collection[str], refs: Sequence[URLField], chosen: Sequence[int]) -> list[FieldRef]:
+    """The ``chosen`` of ``refs`` (``load_feed``'s fields of ``text``) with their spans, from ``scan_feed``.
+
+    The two read the same fields in the same order; should they ever disagree, nothing is rewritten.
+    """
+    spanned = scan_feed(text, url_fields)
+    if [ref[:4] for ref in spanned] != list(refs):
+        raise RuntimeError("the feed's two parsers disagree on its URL fields; it was left as it was")
+    return [spanned[position] for position in chosen]
 
 
 class _Attempts:
