@@ -17,10 +17,8 @@ and for the pass the largest of each. Everything here but ``measure_fs`` and
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Literal
 
 from datagc.config.schema import PressureConfig
@@ -124,9 +122,25 @@ def measure(data_dir: DataDir, settings: PressureConfig) -> Figures:
     return Figures(fs, data_dir_bytes(data_dir) if settings.budget is not None else None)
 
 
-def _exact(fraction: float) -> Fraction:
-    """The decimal the operator wrote: 0.6 is 3/5, not the float just below it."""
-    return Fraction(repr(fraction))
+def _ratio(fraction: float) -> tuple[int, int]:
+    """The decimal the operator wrote, exactly, as (numerator, denominator): 0.6 is 3/5, not the float just
+    below it. (Integers, not ``fractions``: audit's start-up is timed, and that import is a tenth of it.)"""
+    mantissa, _, exponent = repr(fraction).partition("e")
+    whole, _, digits = mantissa.partition(".")
+    numerator, power = int(whole + digits), int(exponent or 0) - len(digits)
+    return (numerator * 10**power, 1) if power >= 0 else (numerator, 10**-power)
+
+
+def _above(amount: int, fraction: float, whole: int) -> bool:
+    """``amount > fraction * whole``, exactly."""
+    numerator, denominator = _ratio(fraction)
+    return amount * denominator > numerator * whole
+
+
+def _beyond(amount: int, fraction: float, whole: int) -> int:
+    """``ceil(amount - fraction * whole)``, exactly, and at least 0: what to free to get down to the fraction."""
+    numerator, denominator = _ratio(fraction)
+    return max(0, -((numerator * whole - amount * denominator) // denominator))
 
 
 def evaluate(figures: Figures, settings: PressureConfig) -> list[Limit]:
@@ -136,15 +150,15 @@ def evaluate(figures: Figures, settings: PressureConfig) -> list[Limit]:
     capacity = fs.used_bytes + fs.free_bytes
     limits.append(Limit(
         "disk", fs.usage.used_fraction, settings.threshold, settings.target,
-        crossed=fs.used_bytes > _exact(settings.threshold) * capacity,
-        needed_bytes=max(0, math.ceil(fs.used_bytes - _exact(settings.target) * capacity)),
+        crossed=_above(fs.used_bytes, settings.threshold, capacity),
+        needed_bytes=_beyond(fs.used_bytes, settings.target, capacity),
     ))
     if settings.budget is not None and figures.data_dir_bytes is not None:
         held, budget = figures.data_dir_bytes, settings.budget
         limits.append(Limit(
             "budget", held / budget, settings.threshold, settings.target,
-            crossed=held > _exact(settings.threshold) * budget,
-            needed_bytes=max(0, math.ceil(held - _exact(settings.target) * budget)),
+            crossed=_above(held, settings.threshold, budget),
+            needed_bytes=_beyond(held, settings.target, budget),
             amount=held, capacity=budget,
         ))
     if settings.min_free is not None:
@@ -157,8 +171,8 @@ def evaluate(figures: Figures, settings: PressureConfig) -> list[Limit]:
     if fs.inodes_total > 0:
         limits.append(Limit(
             "inodes", fs.inodes_used / fs.inodes_total, settings.inode_threshold, settings.inode_target,
-            crossed=fs.inodes_used > _exact(settings.inode_threshold) * fs.inodes_total,
-            needed_inodes=max(0, math.ceil(fs.inodes_used - _exact(settings.inode_target) * fs.inodes_total)),
+            crossed=_above(fs.inodes_used, settings.inode_threshold, fs.inodes_total),
+            needed_inodes=_beyond(fs.inodes_used, settings.inode_target, fs.inodes_total),
             amount=fs.inodes_used, capacity=fs.inodes_total,
         ))
     return limits

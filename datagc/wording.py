@@ -10,14 +10,16 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from datagc.cdn import Verdict
-from datagc.feed.index import FeedProblem
 from datagc.feed.parse import Undecodable
 from datagc.limits import Limit
-from datagc.model import Detail, Failure, Note
 from datagc.units import format_size, human_age, human_size
+
+if TYPE_CHECKING:  # annotations only: audit never imports the run reports' model (its start-up is timed)
+    from datagc.cdn import Verdict
+    from datagc.feed.index import FeedProblem
+    from datagc.model import Detail, Failure, Note
 
 Fields = Mapping[str, Any]
 

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
+
+from hypothesis import example, given
+from hypothesis import strategies as st
+
 from datagc import limits
 from datagc.config.schema import PressureConfig
 from datagc.limits import Figures, FsFigures, Need
@@ -57,3 +63,13 @@ def test_freeing_moves_every_figure() -> None:
     standing = by_name(after)
     assert standing["budget"].at_target and standing["min_free"].at_target and standing["inodes"].at_target
     assert not standing["disk"].at_target
+
+
+@given(fraction=st.one_of(st.floats(0, 1), st.sampled_from([0.6, 0.7, 0.95, 1e-05, 1.0, 0.0])),
+       amount=st.integers(0, 10**15), whole=st.integers(0, 10**15))
+@example(fraction=0.6, amount=60, whole=100)  # 0.6 as written: exactly 60 of 100 is not above it
+@example(fraction=1e-05, amount=1, whole=100_000)
+def test_limits_compare_with_the_decimal_written_exactly(fraction: float, amount: int, whole: int) -> None:
+    exact = Fraction(repr(fraction))
+    assert limits._above(amount, fraction, whole) == (amount > exact * whole)
+    assert limits._beyond(amount, fraction, whole) == max(0, math.ceil(amount - exact * whole))

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import errno
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from datagc.facts import DiskUsage
 from datagc.limits import limit_json
-from datagc.model import Action, Delete, FeedNull, FeedRestore, RunReport, StepReport
 from datagc.passes.audit import AuditReport
 from datagc.render.journal import dangling_json
 from datagc.wording import detail_text, error_text, text
+
+if TYPE_CHECKING:  # the run reports' model: never imported for audit (its start-up is timed)
+    from datagc.model import Action, RunReport, StepReport
 
 JSON_VERSION = 1
 
@@ -27,7 +29,7 @@ def disk_json(disk: DiskUsage | None) -> dict[str, Any] | None:
 
 
 def action_json(action: Action) -> dict[str, Any]:
-    if isinstance(action, Delete):
+    if action.kind == "delete":
         return {
             "kind": action.kind,
             "path": action.path,
@@ -36,7 +38,7 @@ def action_json(action: Action) -> dict[str, Any]:
             "age_seconds": round(action.age, 3),
             "detail": detail_text(action.detail),
         }
-    if isinstance(action, (FeedNull, FeedRestore)):
+    if action.kind == "feed-null" or action.kind == "feed-restore":
         document = {
             "kind": action.kind,
             "path": action.path,
@@ -44,7 +46,7 @@ def action_json(action: Action) -> dict[str, Any]:
             "url": action.url,
             "post": action.post,
         }
-        if isinstance(action, FeedNull) and action.reason is not None:
+        if action.kind == "feed-null" and action.reason is not None:
             document["reason"] = action.reason
         return document
     return {

@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from datagc.model import Action, FeedNull, FeedRestore, Rotate, RunReport, StepReport
 from datagc.passes.audit import AuditReport
 from datagc.render.journal import dangling_lines
 from datagc.units import human_age, human_size
 from datagc.wording import detail_text, limits_with_thresholds, text
+
+if TYPE_CHECKING:  # the run reports' model: never imported for audit (its start-up is timed)
+    from datagc.model import Action, RunReport, StepReport
 
 size = human_size
 
@@ -27,18 +30,18 @@ def percent(fraction: float) -> str:
 
 def action_line(action: Action, dry_run: bool) -> str:
     would = "would " if dry_run else ""
-    if isinstance(action, Rotate):
+    if action.kind == "rotate":
         verb = "rotate" if dry_run else "rotated"
         return (
             f"[janitor] {would}{verb} {action.path}: {action.bytes_before} -> {action.bytes_after} bytes "
             f"(kept {action.lines_kept} lines)"
         )
-    if isinstance(action, FeedNull):
+    if action.kind == "feed-null":
         post = f" of {action.post}" if action.post else ""
         verb = "null" if dry_run else "nulled"
         why = ", repair: a file deleted by an earlier pass" if action.reason == "repair" else ""
         return f"[janitor] {would}{verb} {action.field}{post} in {action.path} ({action.url}{why})"
-    if isinstance(action, FeedRestore):
+    if action.kind == "feed-restore":
         post = f" of {action.post}" if action.post else ""
         return (f"[janitor] restored {action.field}{post} in {action.path} ({action.url}): "
                 "its file was not deleted after all")

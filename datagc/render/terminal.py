@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import orjson
 
-from datagc.model import Action, FeedNull, FeedRestore, Rotate, RunReport
 from datagc.passes.audit import AuditReport, ProgressCallback
 from datagc.render.journal import corrupt_message, dangling_lines, history_json, history_lines, history_table
 from datagc.render.json_report import audit_json, run_json, step_error
@@ -18,8 +17,9 @@ from datagc.text import escape, escape_json
 from datagc.units import human_age
 from datagc.wording import detail_text, limits_with_thresholds, text
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the run reports' model: never imported for audit (its start-up is timed)
     from datagc.history import HistoryReport
+    from datagc.model import Action, RunReport
 
 #: rows of actions shown in a rich table before "… and N more"
 TABLE_ROWS = 30
@@ -240,11 +240,11 @@ def _cell(text: str) -> Any:
 
 
 def _rich_row(action: Action, dry_run: bool) -> tuple[str, str, str, str]:
-    if isinstance(action, Rotate):
+    if action.kind == "rotate":
         sizes = f"{people_size(action.bytes_before)} -> {people_size(action.bytes_after)}"
         what = f"{sizes}, kept {action.lines_kept:,} lines"
         return ("rotate", action.path, what, people_size(action.bytes_before - action.bytes_after))
-    if isinstance(action, (FeedNull, FeedRestore)):
+    if action.kind == "feed-null" or action.kind == "feed-restore":
         post = f" of {action.post}" if action.post else ""
         return (action.kind, action.path, f"{action.field}{post}: {action.url}", "")
     detail = f" ({detail_text(action.detail)})" if action.detail else ""
