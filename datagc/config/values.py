@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from datagc.units import format_duration, parse_duration, parse_host_port, parse_size
 
@@ -118,8 +119,6 @@ def parse_base_url(value: Any) -> str:
     text = parse_string(value).strip()
     if not text:
         return ""
-    from urllib.parse import urlsplit  # only a configured URL needs it: every command's start-up is timed
-
     problem = "must be an http(s) URL with a host and no user, query or fragment (e.g. https://cdn.example.com)"
     if not text.isprintable() or " " in text:
         raise ValueError(problem)
