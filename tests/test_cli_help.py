@@ -131,14 +131,21 @@ def test_a_bad_test_mode_is_an_error_not_ignored(tmp_path: Path) -> None:
                             "false)\n"
 
 
+def in_bash(command: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``command`` typed at a bash prompt: typer finds the shell by walking up the process tree, so bash must be
+    the parent (``; exit $?`` keeps bash from exec'ing it), whatever started the tests (``make`` runs them under
+    ``sh``, which typer does not support)."""
+    return subprocess.run(["bash", "-c", f"{command}; exit $?"], capture_output=True, text=True,
+                          env=clean_env(env), check=False)
+
+
 def test_shell_completion_is_offered(tmp_path: Path) -> None:
     assert {"--install-completion", "--show-completion"} <= options_of(help_text())
-    shown = run_datagc("--show-completion", "bash")
-    assert shown.code == 0 and "_DATAGC_COMPLETE" in shown.stdout and "complete " in shown.stdout
+    shown = in_bash(f"{DATAGC} --show-completion")
+    assert shown.returncode == 0 and "_DATAGC_COMPLETE" in shown.stdout and "complete " in shown.stdout, shown
     home = tmp_path / "home"
     home.mkdir()
-    installed = subprocess.run([DATAGC, "--install-completion", "bash"], capture_output=True, text=True,
-                               env=clean_env({"HOME": str(home)}), check=False)
+    installed = in_bash(f"{DATAGC} --install-completion", {"HOME": str(home)})
     assert installed.returncode == 0, installed.stderr
     assert "datagc" in (home / ".bashrc").read_text()
     completion = subprocess.run(
