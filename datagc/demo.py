@@ -149,15 +149,15 @@ def main() -> None:
     if problem := _unusable(directory):
         sys.stderr.write(f"datagc.demo: {directory} {problem}; nothing was changed (choose a new directory)\n")
         raise SystemExit(2)
-    if (directory / MARKER).is_file():
-        shutil.rmtree(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    _empty_but_marker(directory)
+    (directory / MARKER).write_text("built by python -m datagc.demo; it deletes and rebuilds this directory\n")
     build_sample(
         args.directory,
         real_bytes=not args.sparse,
         scale=args.scale,
         events_bytes=int(args.events_mib * 1024 * 1024),
     )
-    (directory / MARKER).write_text("built by python -m datagc.demo; it deletes and rebuilds this directory\n")
     print(f"sample data directory ready: {directory}")
 
 
@@ -169,9 +169,42 @@ def _unusable(directory: Path) -> str | None:
         return None
     if not directory.is_dir():
         return "exists and is not a directory"
-    if (directory / MARKER).is_file() or not any(directory.iterdir()):
+    if _ours(directory):
+        mounted = _mount_inside(directory)
+        return None if mounted is None else f"has a filesystem mounted on {mounted} in it"
+    if not any(directory.iterdir()):
         return None
     return f"is not empty and was not built by datagc.demo (it has no {MARKER} file)"
+
+
+def _ours(directory: Path) -> bool:
+    marker = directory / MARKER
+    return marker.is_file() and not marker.is_symlink()
+
+
+def _mount_inside(directory: Path) -> str | None:
+    """A mount point inside ``directory``: emptying would empty that filesystem as well. From
+    /proc/self/mountinfo (bind mounts of the same filesystem too) and, where /proc can't be read, ``st_dev``."""
+    from datagc.safety.datadir import mount_points_inside
+
+    inside = set(mount_points_inside(os.path.realpath(directory)))
+    inside.update(os.path.relpath(os.path.join(parent, name), directory)
+                  for parent, subdirs, _ in os.walk(directory) for name in subdirs
+                  if os.path.ismount(os.path.join(parent, name)))
+    return min(inside) if inside else None
+
+
+def _empty_but_marker(directory: Path) -> None:
+    """Remove what the sample holds, keeping the directory (it may be the current one, or a mount point) and
+    the marker (a rebuild cut short is still recognised as ours)."""
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if entry.name == MARKER:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
 
 
 if __name__ == "__main__":
