@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import random
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -56,3 +58,25 @@ def holding_lock(data_dir: Path) -> Iterator[int]:
         yield fd
     finally:
         os.close(fd)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now, for a datagc to listen on next.
+
+    Chosen below the kernel's ephemeral range: a port there is never handed to another process's outgoing
+    connection or port-0 listener (the whole machine's tests make plenty) between this check and the
+    datagc's bind, as the kernel's own choice (bind to port 0, release) could be.
+    """
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for port in random.sample(range(10000, max(low, 10001)), min(200, max(low - 10000, 1))):
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port between 10000 and {low} on {host}")

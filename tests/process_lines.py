@@ -8,8 +8,9 @@ import threading
 from collections.abc import Sequence
 from typing import IO
 
-#: generous: two cores shared with the whole suite
-PATIENCE = 30.0
+#: how long to wait for what a process should say, before failing: it bounds only a failure (waits end as soon as
+#: the line comes), so it is generous: two cores shared by several suites and benchmarks (30 s was once too short)
+PATIENCE = 120.0
 
 
 class Running:

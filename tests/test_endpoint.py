@@ -21,20 +21,12 @@ from datagc.endpoint import serve_metrics
 from datagc.exitcodes import Exit
 from datagc.model import RunReport, StepReport
 from datagc.units import parse_host_port
-from tests.helpers import DATAGC, clean_env, run_datagc
+from tests.helpers import DATAGC, clean_env, free_port, run_datagc
 from tests.process_lines import PATIENCE, Running
 
 ORPHAN = "posts.json.tmp.1763000000000"
 SUMMARY = "[janitor] run-all: "
 Samples = dict[str, dict[tuple[tuple[str, str], ...], float]]
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port nothing listens on right now (the kernel's choice, released at once)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
 
 
 def parse(text: str) -> Samples:

@@ -177,7 +177,7 @@ def test_watch_survives_a_hostile_pass(hostile: Path) -> None:
 def test_a_fifo_where_a_file_is_expected_is_exit_2_without_blocking(tmp_path: Path, where: str) -> None:
     os.mkfifo(tmp_path / "fifo")
     (tmp_path / "data").mkdir()
-    result = run_datagc("run-all", "--data-dir", str(tmp_path / "data"), where, str(tmp_path / "fifo"), timeout=20)
+    result = run_datagc("run-all", "--data-dir", str(tmp_path / "data"), where, str(tmp_path / "fifo"), timeout=TIMEOUT)
     assert result.code == Exit.USAGE
     assert "is a FIFO; a regular file is expected" in result.stderr and "Traceback" not in result.stderr
 
@@ -231,7 +231,7 @@ HUGE = "9" * 400
 @pytest.mark.parametrize(("args", "key"), [(["rotate", "--max-bytes", HUGE], "rotate.max_bytes"),
                                            (["rotate", "--wait", HUGE], "--wait")])
 def test_numbers_that_overflow_are_configuration_errors(tmp_path: Path, args: list[str], key: str) -> None:
-    result = run_datagc(*args, "--data-dir", str(tmp_path), timeout=20)
+    result = run_datagc(*args, "--data-dir", str(tmp_path), timeout=TIMEOUT)
     assert result.code == Exit.USAGE, result.stdout
     assert key in result.stderr and "Traceback" not in result.stderr
 
@@ -269,7 +269,7 @@ def test_nul_bytes_and_overflow_in_the_config_file_name_the_key_and_file(tmp_pat
 def test_a_nul_in_the_config_file_is_exit_2_through_the_cli(tmp_path: Path) -> None:
     config = tmp_path / "datagc.toml"
     config.write_text('data_dir = "/tmp/x\\u0000y"\n')
-    result = run_datagc("audit", "--config", str(config), timeout=20)
+    result = run_datagc("audit", "--config", str(config), timeout=TIMEOUT)
     assert result.code == Exit.USAGE
     assert f"data_dir = '/tmp/x\\x00y' (from file {config}): must not contain a NUL byte" in result.stderr
 
@@ -291,7 +291,7 @@ def test_root_and_system_directories_are_refused_as_data_dirs(tmp_path: Path, co
         data_dir = str(tmp_path) + "/.." * len(tmp_path.parts)
     else:
         data_dir = how
-    result = run_datagc(*command, "--data-dir", data_dir, timeout=20)
+    result = run_datagc(*command, "--data-dir", data_dir, timeout=TIMEOUT)
     assert result.code == Exit.USAGE
     assert result.stdout == "" and "is the system directory" in result.stderr
 
@@ -371,6 +371,6 @@ def test_a_bind_mount_of_a_system_directory_is_refused(tmp_path: Path) -> None:
     from tests.mounts import readonly_bind
 
     with readonly_bind(Path("/etc")) as view:
-        result = run_datagc("run-all", "--dry-run", "--data-dir", str(view), timeout=20)
+        result = run_datagc("run-all", "--dry-run", "--data-dir", str(view), timeout=TIMEOUT)
     assert result.code == Exit.USAGE
     assert result.stdout == "" and "is the system directory /etc" in result.stderr

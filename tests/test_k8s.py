@@ -9,7 +9,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import tomllib
@@ -26,7 +25,7 @@ from datagc.config.load import load_config
 from datagc.demo import build_sample
 from datagc.exitcodes import Exit
 from datagc.units import parse_host_port, parse_size
-from tests.helpers import DATAGC, clean_env
+from tests.helpers import DATAGC, clean_env, free_port
 from tests.process_lines import PATIENCE, Running
 from tests.tools import ROOT, run_tool
 
@@ -203,12 +202,6 @@ def test_the_cronjob_command_treats_reclaiming_as_success_and_failures_as_failur
     assert missing.returncode == Exit.USAGE and "does not exist" in missing.stderr
     assert full.returncode & Exit.STILL_ABOVE_THRESHOLD, "32 fails the Job: " + full.stdout + full.stderr
     assert f"exit {full.returncode}" in full.stdout, "with datagc's own status"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def scrape_names(port: int) -> set[str]:

@@ -179,7 +179,9 @@ def test_a_writer_that_keeps_the_old_log_open_is_reported_and_others_are_let_in(
         started = time.monotonic()
         with context(tmp_path, rotate_config(tmp_path, max_bytes="256KiB", keep_lines=10)) as ctx:
             step = run("rotate", ctx)
-        assert time.monotonic() - started < tailcopy.MAX_WAIT_S + 1
+        # the holder keeps the old log open 30 s: the rotation gave up on it (after MAX_WAIT_S) long before that;
+        # the bound leaves a loaded machine's fsyncs room
+        assert time.monotonic() - started < 15
     finally:
         holder.kill()
         holder.wait()

@@ -91,7 +91,7 @@ def test_a_dead_cdn_costs_a_few_timeouts_not_one_per_file(server: str) -> None:
     verdicts = cdn.verify_all(requests, server, timeout=0.2)
     assert not any(verdict.ok for verdict in verdicts.values()) and len(verdicts) == 30
     assert len(FakeCdn.requests) < cdn.VERIFY_GIVE_UP_AFTER + cdn.VERIFY_WORKERS
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 30 * 0.2  # the requests count above is the proof; this only bounds a hang
     assert any("no more were sent" in verdict_text(verdict) for verdict in verdicts.values())
 
 

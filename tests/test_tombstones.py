@@ -50,7 +50,7 @@ write(old)
 def start_rewriter(root: Path, rounds: int) -> subprocess.Popen[bytes]:
     (root / "hold").touch()
     process = subprocess.Popen([sys.executable, "-c", REWRITER, str(root), str(rounds)])
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120
     while not (root / "ready").exists():
         assert process.poll() is None and time.monotonic() < deadline, "the rewriter did not start"
         time.sleep(0.01)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import os
 import signal
 import time
 from collections.abc import Iterator
@@ -13,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from datagc.demo import build_sample
 from tests.helpers import DATAGC, clean_env, holding_lock
-from tests.process_lines import Running
+from tests.process_lines import PATIENCE, Running
 
 ORPHAN = "posts.json.tmp.1763000000000"
 SUMMARY = "[janitor] run-all: "
@@ -24,6 +26,19 @@ def start(watches: list[Running], *args: str, env: dict[str, str] | None = None)
     watch = Running([DATAGC, "watch", *args], clean_env(env))
     watches.append(watch)
     return watch
+
+
+def holds_open(pid: int, path: Path) -> bool:
+    """Whether process ``pid`` has ``path`` open."""
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for name in names:
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/fd/{name}") == str(path):
+                return True
+    return False
 
 
 @pytest.fixture
@@ -103,7 +118,10 @@ def test_a_signal_during_a_pass_lets_the_pass_finish(sample: Path, locked: int, 
     watch = start(watches, "--data-dir", str(sample), "--initial-delay", "0", "--interval", "1h", "--wait", "60s",
                   "--threshold", "1")
     watch.wait_for(watch.out, "[janitor] watch: first pass in 0s")
-    time.sleep(0.3)  # the pass is now waiting for the lock
+    deadline = time.monotonic() + PATIENCE
+    while not holds_open(watch.process.pid, sample):  # the pass has opened the data dir: it waits for the lock
+        assert watch.process.poll() is None and time.monotonic() < deadline, watch.err
+        time.sleep(0.01)
 
     watch.process.send_signal(signal.SIGTERM)
     time.sleep(0.5)

@@ -25,8 +25,8 @@ from tests.test_pressure_limits import data_bytes, media
 
 pytestmark = pytest.mark.mount
 CHECK = 1.0
-#: a loaded machine: scheduling, Python start-up of nothing (watch is running), a statfs, a small walk
-SLACK = 4.0
+#: a loaded machine: scheduling, a statfs, a small walk. Still seconds, against the hour the checks save
+SLACK = 20.0
 TRIGGER = "running pressure now"
 
 

@@ -78,12 +78,12 @@ def start(script: str, *args: str) -> subprocess.Popen[str]:
 
 
 def finish(process: subprocess.Popen[str]) -> int:
-    out, err = process.communicate(timeout=30)
+    out, err = process.communicate(timeout=120)
     assert process.returncode == 0, f"writer failed: {err}"
     return int(out)
 
 
-def wait_for_growth(log: Path, size: int, timeout: float = 20) -> None:
+def wait_for_growth(log: Path, size: int, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while log.stat().st_size <= size:
         assert time.monotonic() < deadline, f"the event writer did not grow {log} past {size} bytes"
