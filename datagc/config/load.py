@@ -80,8 +80,8 @@ def _read_bytes(path: Path) -> bytes:
     return content
 
 
-def _read_file(path: Path) -> dict[str, Any]:
-    """Flatten a TOML file into dotted keys; unknown keys are errors (typos matter)."""
+def _read_file(path: Path) -> tuple[dict[str, Any], str | None]:
+    """Flatten a TOML file into dotted keys, and say which keys are unknown (an error: typos matter)."""
     import tomllib  # only a run with a config file pays for the parser
 
     try:
@@ -100,13 +100,11 @@ def _read_file(path: Path) -> dict[str, Any]:
         else:
             flat[name] = value
     unknown = sorted(set(flat) - set(KEYS_BY_NAME))
-    if unknown:
-        names = ", ".join(repr(name) for name in unknown)
-        raise ConfigError(
-            f"config file {path}: unknown key{'s' if len(unknown) > 1 else ''} {names} "
-            f"(known keys: {', '.join(KEYS_BY_NAME)})"
-        )
-    return flat
+    if not unknown:
+        return flat, None
+    names = ", ".join(repr(name) for name in unknown)
+    return flat, (f"config file {path}: unknown key{'s' if len(unknown) > 1 else ''} {names} "
+                  f"(known keys: {', '.join(KEYS_BY_NAME)})")
 
 
 #: how much of a value a message quotes
@@ -144,28 +142,42 @@ def load_config(
     """Resolve every key by precedence flag > environment > file > default.
 
     ``config_path`` is the ``--config`` flag; without it ``DATAGC_CONFIG`` names
-    the file, and with neither no file is read.
+    the file, and with neither no file is read. Every unknown key and every
+    value that doesn't parse is said at once (one ConfigError), not one per run.
     """
     flags = flags or {}
     env = os.environ if env is None else env
     path_text = config_path or env.get("DATAGC_CONFIG") or ""
-    file_values = _read_file(Path(path_text)) if path_text else {}
-    test_mode = _test_mode(env)
+    file_values, unknown = _read_file(Path(path_text)) if path_text else ({}, None)
+    problems = [unknown] if unknown else []
+    try:
+        test_mode = _test_mode(env)
+    except ConfigError as error:
+        problems.append(str(error))
+        test_mode = False
 
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
+
+    def parsed(key: Key, parser: Parser, raw: Any, source: str) -> Any:
+        try:
+            return _parse(key, parser, raw, source)
+        except ConfigError as error:
+            problems.append(str(error))
+            return key.default
+
     for key in KEYS:
         if key.name in flags:
             given = flags[key.name]
             source = f"flag {given.flag}"
-            values[key.name] = _parse(key, key.parse, given.value, source)
+            values[key.name] = parsed(key, key.parse, given.value, source)
         elif env_name := next((name for name in key.env if env.get(name, "") != ""), None):
             source = f"environment {env_name}"
             parser = key.env_parsers.get(env_name, key.parse)
-            values[key.name] = _parse(key, parser, env[env_name], source)
+            values[key.name] = parsed(key, parser, env[env_name], source)
         elif key.name in file_values:
             source = f"file {path_text}"
-            values[key.name] = _parse(key, key.parse, file_values[key.name], source)
+            values[key.name] = parsed(key, key.parse, file_values[key.name], source)
         elif test_mode and key.name in TEST_MODE_DEFAULTS:
             source = f"default (TEST_MODE={env['TEST_MODE']})"
             values[key.name] = TEST_MODE_DEFAULTS[key.name]
@@ -173,6 +185,8 @@ def load_config(
             source = "default"
             values[key.name] = key.default
         sources[key.name] = source
+    if problems:
+        raise ConfigError("; ".join(problems))
 
     if values["cdn.enabled"] is None:
         values["cdn.enabled"] = bool(env.get("R2_ACCESS_KEY_ID", ""))
