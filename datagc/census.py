@@ -18,10 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 
-from datagc.eviction import PressurePlan, Tally, Victims, victim
+from datagc.eviction import PressurePlan, Tally, Victims, list_not_needed, victim
 from datagc.facts import FileStat
+from datagc.keptlist import KeptList
 from datagc.parallel import fold_walk
+from datagc.progress import MASK, Counter, WalkProgress
 from datagc.safety.datadir import DataDir
 from datagc.safety.walk import FILE, Share, WalkEntry
 
@@ -65,10 +68,14 @@ class Holdings:
         self.linked.clear()
 
 
-def media_of(entries: Iterator[WalkEntry], media_dirs: Sequence[str], holdings: Holdings) -> Iterator[FileStat]:
+def media_of(
+    entries: Iterator[WalkEntry], media_dirs: Sequence[str], holdings: Holdings, counter: Counter | None = None
+) -> Iterator[FileStat]:
     """The regular files of the media directories among ``entries``; every file is counted in ``holdings``
-    (files with other hard links in ``holdings.linked``, until ``settle``)."""
+    (files with other hard links in ``holdings.linked``, until ``settle``) and, for the progress display,
+    by ``counter``."""
     media = frozenset(media_dirs)
+    seen = 0
     prefixes = tuple(f"{directory}/" for directory in media_dirs)
     current: str | None = None
     in_media = False
@@ -77,6 +84,10 @@ def media_of(entries: Iterator[WalkEntry], media_dirs: Sequence[str], holdings: 
         if kind is not FILE:
             continue
         assert st is not None
+        if counter is not None:
+            seen += 1
+            if not seen & MASK:
+                counter.seen(seen)
         if directory is not current:
             current = directory
             in_media = directory in media or directory.startswith(prefixes)
@@ -94,6 +105,8 @@ def media_of(entries: Iterator[WalkEntry], media_dirs: Sequence[str], holdings: 
                 holdings.linked[key] = (top, allocated)
         if in_media:
             yield FileStat.of(f"{directory}/{name}", st)
+    if counter is not None:
+        counter.seen(seen)
 
 
 @dataclass
@@ -104,14 +117,17 @@ class _Part:
     plan: PressurePlan
 
 
-def plan_on_walk(data_dir: DataDir, media_dirs: Sequence[str], planner: Planner) -> tuple[PressurePlan, Holdings]:
+def plan_on_walk(
+    data_dir: DataDir, media_dirs: Sequence[str], planner: Planner, progress: WalkProgress | None = None
+) -> tuple[PressurePlan, Holdings]:
     """Walk all of DATA_DIR (split across cores when it is large), count it and plan with ``planner``
-    (``eviction.rank_pressure``)."""
+    (``eviction.rank_pressure``); the walk's count goes to ``progress`` (a terminal)."""
     census = Holdings()
 
     def fold(entries: Iterator[WalkEntry], share: Share | None) -> _Part:
         holdings = Holdings()
-        return _Part(holdings, planner(media_of(entries, media_dirs, holdings)))
+        counter = progress.counter(share) if progress is not None else None
+        return _Part(holdings, planner(media_of(entries, media_dirs, holdings, counter)))
 
     parts = fold_walk(data_dir, "", fold, census.on_error)
     for part in parts:
@@ -127,10 +143,16 @@ def _merged(parts: Sequence[PressurePlan]) -> PressurePlan:
     the shares' victims merged, that frees what is needed; what the shares counted and spared, added up."""
     first = parts[0]
     plan = PressurePlan(needed_bytes=first.needed_bytes, needed_inodes=first.needed_inodes,
-                        victims=Victims(parts=[part.victims for part in parts]))
-    for file, rank in map(victim, plan.victims.merged()):
+                        victims=Victims(parts=[part.victims for part in parts]),
+                        listing=None if first.listing is None else KeptList())
+    entries = plan.victims.merged()
+    for entry in entries:
         if plan.planned_bytes >= plan.needed_bytes and plan.planned_files >= plan.needed_inodes:
+            if plan.listing is not None:  # --verbose: the shares' victims after the prefix are not needed
+                for rest in chain((entry,), entries):
+                    list_not_needed(plan.listing, rest)
             break
+        file, rank = victim(entry)
         plan.chosen[rank].add(file.allocated)
         plan.victims.count += 1
     _add_spared(plan, parts)
@@ -145,4 +167,8 @@ def _add_spared(plan: PressurePlan, parts: Sequence[PressurePlan]) -> None:
         tallies = [getattr(part, name) for part in parts]
         setattr(plan, name, Tally(sum(t.files for t in tallies), sum(t.bytes for t in tallies)))
     plan.kept = sorted((kept for part in parts for kept in part.kept), key=lambda kept: kept.path)
+    if plan.listing is not None:  # --verbose: the merge's (victims it let go) and every worker's
+        for part in parts:
+            if part.listing is not None:
+                plan.listing.merge(part.listing)
     plan.held_open = sorted((held for part in parts for held in part.held_open), key=lambda held: held[0].path)

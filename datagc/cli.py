@@ -108,6 +108,7 @@ class Invocation:
             out=sys.stdout,
             err=sys.stderr,
             is_terminal=sys.stdout.isatty(),
+            err_is_terminal=sys.stderr.isatty(),
             json=self.json_output,
             quiet=self.quiet,
             verbose=self.verbose,

@@ -22,6 +22,7 @@ from itertools import islice
 
 from datagc.config.schema import PressureConfig
 from datagc.facts import FileStat
+from datagc.keptlist import KeptList
 from datagc.limits import Need
 from datagc.model import Action, Delete, Detail, FeedNull, Kept, Plan, note
 from datagc.openfiles import Holder, OpenFiles
@@ -33,6 +34,8 @@ CLASS_NAMES = ("published", "unreferenced", "referenced")
 CLASS_DETAILS = (Detail("on-cdn"), Detail("unreferenced"), Detail("referenced"))
 #: a published copy the CDN confirmed (``cdn.verify``)
 _VERIFIED = dataclasses.replace(CLASS_DETAILS[PUBLISHED], verified=True)
+#: why a file was kept, for --verbose's list (``keptlist``): not needed is NOT_NEEDED + its class
+TOO_YOUNG, SPARED, NO_BLOCKS, NOT_NEEDED = 0, 1, 2, 3
 
 
 @dataclass
@@ -64,6 +67,8 @@ class PressurePlan(Plan):
     held_open: list[tuple[FileStat, Holder]] = field(default_factory=list)
     #: the victims in eviction order, each with its class
     victims: Victims = field(default_factory=lambda: Victims())
+    #: --verbose: the files kept for the ordinary reasons (too young, spared, no blocks, not needed)
+    listing: KeptList | None = None
 
     @property
     def planned_bytes(self) -> int:
@@ -152,10 +157,11 @@ def plan_pressure(
     cdn_enabled: bool,
     now: float,
     open_files: OpenFiles | None = None,
+    list_kept: bool = False,
 ) -> PressurePlan:
     """``rank_pressure``'s plan with its actions (``evictions``) listed."""
     plan = rank_pressure(files, need, settings, spared=spared, published=published, local_refs=local_refs,
-                         cdn_enabled=cdn_enabled, now=now, open_files=open_files)
+                         cdn_enabled=cdn_enabled, now=now, open_files=open_files, list_kept=list_kept)
     plan.actions = list(evictions(plan, local_refs, now))
     return plan
 
@@ -171,6 +177,7 @@ def rank_pressure(
     cdn_enabled: bool,
     now: float,
     open_files: OpenFiles | None = None,
+    list_kept: bool = False,
 ) -> PressurePlan:
     """Choose the fewest victims, first in eviction order, that free ``need``: its bytes (the victims'
     allocated bytes) and its inodes (one per victim).
@@ -181,9 +188,11 @@ def rank_pressure(
     local URL, ``open_files`` the files some process holds open (kept).
     Pure: no disk, ``now`` given. The victims are ``plan.victims`` (in
     eviction order, compactly: a pass may evict a quarter of a million files);
-    ``evictions`` makes their actions.
+    ``evictions`` makes their actions. ``list_kept`` (--verbose): every other
+    file kept goes to ``plan.listing`` too (too young, spared, no blocks, not needed).
     """
     plan = PressurePlan(needed_bytes=need.bytes, needed_inodes=need.inodes)
+    listing = plan.listing = KeptList() if list_kept else None
     need_bytes, need_files = need.bytes, need.inodes
     # an empty file frees no byte, but it frees an inode: a candidate only when inodes are needed
     worth = 0 if need_files else 1
@@ -198,13 +207,18 @@ def rank_pressure(
         path = file.path
         if spared(path):
             plan.protected.add(file.allocated)
+            if listing is not None:
+                listing.add(path, file.mtime_ns, SPARED)
         elif file.mtime_ns > cutoff_ns:
             plan.too_young.add(file.allocated)
+            if listing is not None:
+                listing.add(path, file.mtime_ns, TOO_YOUNG)
         elif file.nlink > 1:
             plan.hard_linked.add(file.allocated)
             plan.kept.append(Kept(path, note("hard-linked", others=file.nlink - 1)))
-        elif file.allocated < worth:
-            continue  # a file without allocated blocks frees no byte: not worth a placeholder
+        elif file.allocated < worth:  # a file without allocated blocks frees no byte: not worth a placeholder
+            if listing is not None:
+                listing.add(path, file.mtime_ns, NO_BLOCKS)
         elif held and (holder := held.get((file.dev, file.ino))) is not None:
             plan.held_open.append((file, holder))
             plan.kept.append(Kept(path, note("held-open", pid=holder.pid, command=holder.command)))
@@ -219,13 +233,18 @@ def rank_pressure(
             eligible_bytes[rank] += file.allocated
             key = _key(file, rank)
             if not need or (chosen_bytes >= need_bytes and chosen_files >= need_files and key > last):
-                continue  # enough is chosen already, all of it before this file
+                if listing is not None:  # enough is chosen already, all of it before this file
+                    listing.add(path, file.mtime_ns, NOT_NEEDED + rank)
+                continue
             heapq.heappush(heap, _entry(file, key))
             chosen_bytes += file.allocated
             chosen_files += 1
             while chosen_bytes - _allocated(heap[0]) >= need_bytes and chosen_files > need_files:
-                chosen_bytes -= _allocated(heapq.heappop(heap))
+                dropped = heapq.heappop(heap)
+                chosen_bytes -= _allocated(dropped)
                 chosen_files -= 1
+                if listing is not None:
+                    list_not_needed(listing, dropped)
             last = _entry_key(heap[0])
     plan.eligible = [Tally(files, size) for files, size in zip(eligible_files, eligible_bytes, strict=True)]
     heap.sort(reverse=True)  # in eviction order, in place
@@ -233,6 +252,12 @@ def rank_pressure(
     for entry in heap:
         plan.chosen[_entry_key(entry) >> 64].add(_allocated(entry))
     return plan
+
+
+def list_not_needed(listing: KeptList, entry: bytes) -> None:
+    """--verbose: a victim entry let go (the victims before it free enough) is kept as not needed."""
+    file, rank = victim(entry)
+    listing.add(file.path, file.mtime_ns, NOT_NEEDED + rank)
 
 
 def evictions(plan: PressurePlan, local_refs: Mapping[str, Sequence[FeedNull]], now: float,

@@ -24,6 +24,7 @@ from datagc.safety.datadir import DataDir
 
 if TYPE_CHECKING:
     from datagc.journal import Journal
+    from datagc.progress import WalkProgress
 
 Reason = Literal["age", "published", "temp", "pressure", "repair"]
 StepStatus = Literal["ok", "error", "skipped", "disabled"]
@@ -146,6 +147,11 @@ class Plan:
     details: dict[str, object] = field(default_factory=dict)
     #: nothing applies (pressure below its threshold, …): the step reports "skipped"
     skipped: bool = False
+    #: --verbose: kept files beyond the listed ones, counted by kind (``keptlist``); None without --verbose
+    kept_unlisted: dict[str, int] | None = None
+    #: --verbose: the files kept for the ordinary reasons, listed (``keptlist.KeptList.settle``) once the
+    #: executor has taken the actions: a streamed plan meets them as it is taken. The runner calls it.
+    list_kept: Callable[[], tuple[list[Kept], dict[str, int]]] | None = field(default=None, repr=False)
 
 
 class Outlet(Protocol):
@@ -189,6 +195,8 @@ class StepReport:
     #: bytes deleted under each top-level entry of DATA_DIR
     deleted_under: Counter[str] = field(default_factory=Counter)
     rotations: list[Rotate] = field(default_factory=list)
+    #: --verbose: kept files not listed in ``kept``, by kind; None without --verbose
+    kept_unlisted: dict[str, int] | None = None
     outlet: Outlet | None = field(default=None, repr=False, compare=False)
 
     def record(self, action: Action) -> None:
@@ -290,6 +298,10 @@ class PassContext:
     journal: Journal | None = None
     #: where each step's actions go as they happen (None: kept in ``StepReport.actions``)
     outlet: Outlet | None = None
+    #: --verbose: also list the files kept for the ordinary reasons (too young, protected, not needed)
+    verbose: bool = False
+    #: the walk's count for the progress display (a terminal only)
+    progress: WalkProgress | None = None
 
 
 PlanT = TypeVar("PlanT", bound=Plan)

@@ -29,6 +29,7 @@ from datagc.exitcodes import Exit
 from datagc.facts import DiskUsage
 from datagc.journal import Journal
 from datagc.model import Outlet, PassContext, PassSpec, RunReport, StepReport, note
+from datagc.progress import WalkProgress
 from datagc.safety.datadir import DataDir
 from datagc.safety.disk import disk_usage
 from datagc.safety.lock import lock_data_dir, lock_held
@@ -67,8 +68,12 @@ def run_step(name: str, ctx: PassContext, on_traceback: TracebackHandler | None 
             for failure in plan.failures:
                 step.fail(failure.why, failure.errno)
             executor.apply(ctx, plan.actions, step)
+            if plan.list_kept is not None:  # --verbose: the ordinary kept files, met as the plan was taken
+                listed, plan.kept_unlisted = plan.list_kept()
+                plan.kept += listed
             # after: a streamed plan finds what it keeps as the executor takes its actions (the plan's come first)
             step.kept[:0] = plan.kept
+            step.kept_unlisted = plan.kept_unlisted if plan.kept_unlisted is not None or not ctx.verbose else {}
             step.notes[:0] = plan.notes
             step.details = {**plan.details, **step.details}
             if plan.skipped and step.status == "ok" and not step.action_count:
@@ -139,11 +144,13 @@ def run_command(
     options: RunOptions,
     on_traceback: TracebackHandler | None = None,
     outlet: Outlet | None = None,
+    progress: WalkProgress | None = None,
 ) -> RunReport:
     """Run ``steps`` in order under the data directory lock; ``outlet`` receives the report as it is made.
 
     In run-all, a rotation that failed for lack of space is tried again after
-    each later step, as soon as one freed some (SPEC §7 rule 9).
+    each later step, as soon as one freed some (SPEC §7 rule 9). ``progress``
+    (a terminal) is told each step and counts its walk.
     """
     if not config.enabled:
         return disabled_report(command, config, steps, options.dry_run)
@@ -153,12 +160,15 @@ def run_command(
             lock_data_dir(data_dir, options.wait_seconds)
         clock = time.monotonic()
         ctx = PassContext(config=config, data_dir=data_dir, dry_run=options.dry_run, now=time.time(),
-                          journal=None if options.dry_run else journal, outlet=outlet)
+                          journal=None if options.dry_run else journal, outlet=outlet, verbose=options.verbose,
+                          progress=progress)
         report = RunReport(command, str(config.data_dir), options.dry_run, disk_before=_disk(data_dir),
                            started_at=ctx.now, other_pass_running=busy)
         if outlet is not None:
             outlet.begin(report)
         for number, name in enumerate(steps, 1):
+            if progress is not None:
+                progress.begin(name)
             report.steps.append(run_step(name, dataclasses.replace(ctx, now=time.time()), on_traceback))
             _retry_rotation_for_space(report, ctx, on_traceback)
             if outlet is not None:
@@ -201,7 +211,8 @@ def run_and_report(command: str, steps: Sequence[str], config: Config, options: 
 
     on_traceback = renderer.traceback if options.verbose else None
     stream = ReportStream(renderer)
-    report = run_command(command, steps, config, options, on_traceback, stream)
+    with renderer.pass_progress() as progress:
+        report = run_command(command, steps, config, options, on_traceback, stream, progress)
     code = report.exit_code
     if config.metrics.textfile and not options.dry_run:  # before the report's end: whatever writing it meets
         from datagc.metrics import write_metrics

@@ -137,6 +137,13 @@ def human_size(count: int) -> str:
     raise AssertionError("unreachable")
 
 
+def people_size(count: int) -> str:
+    """``2.1 MB`` for the terminal views (humanize; they show a screenful, so its cost doesn't matter)."""
+    import humanize
+
+    return humanize.naturalsize(count)
+
+
 _DECIMAL_UNITS = ("kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB", "RB", "QB")
 
 

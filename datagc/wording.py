@@ -7,14 +7,16 @@ for every renderer (plain lines, rich, the JSON ``notes``/``error``/``why``).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from datagc.feed.parse import Undecodable
 from datagc.limits import Limit
-from datagc.units import format_size, human_age, human_size
+from datagc.units import format_duration, format_size, human_age, human_size, people_size
 
 if TYPE_CHECKING:  # annotations only: audit never imports the run reports' model (its start-up is timed)
     from datagc.cdn import Verdict
@@ -22,6 +24,28 @@ if TYPE_CHECKING:  # annotations only: audit never imports the run reports' mode
     from datagc.model import Detail, Failure, Note
 
 Fields = Mapping[str, Any]
+
+#: set while a terminal view is written: sizes as humanize writes them (``2.1 MB``), counts with separators
+_FOR_PEOPLE: ContextVar[bool] = ContextVar("for_people", default=False)
+
+
+@contextlib.contextmanager
+def for_people() -> Iterator[None]:
+    """Sentences written inside are for a terminal view: the same sizes and counts as its tables.
+    Outside, the compact forms the plain lines keep for grep (``2.1MB``, ``48211``)."""
+    token = _FOR_PEOPLE.set(True)
+    try:
+        yield
+    finally:
+        _FOR_PEOPLE.reset(token)
+
+
+def _size(count: int) -> str:
+    return people_size(count) if _FOR_PEOPLE.get() else human_size(count)
+
+
+def _count(count: int) -> str:
+    return f"{count:,}" if _FOR_PEOPLE.get() else str(count)
 
 
 def percent(fraction: float, exact: bool = False) -> str:
@@ -164,14 +188,14 @@ def limit_value(limit: Limit) -> str:
     if limit.name == "disk":
         return f"{percent(limit.value)} used"
     if limit.name == "budget":
-        return f"budget {percent(limit.value)} ({human_size(limit.amount or 0)} of {human_size(limit.capacity or 0)})"
+        return f"budget {percent(limit.value)} ({_size(limit.amount or 0)} of {_size(limit.capacity or 0)})"
     if limit.name == "min_free":
-        return f"{human_size(int(limit.value))} free"
+        return f"{_size(int(limit.value))} free"
     return f"inodes {percent(limit.value)} used"
 
 
 def _bound(limit: Limit, bound: float) -> str:
-    return human_size(int(bound)) if limit.name == "min_free" else percent(bound, exact=True)
+    return _size(int(bound)) if limit.name == "min_free" else percent(bound, exact=True)
 
 
 def limit_crossed(limit: Limit) -> str:
@@ -198,7 +222,7 @@ def limits_with_thresholds(limits: Sequence[Limit]) -> str:
 def _headline(f: Fields) -> str:
     text = "pressure: " + "; ".join(limit_crossed(limit) for limit in f["crossed"])
     files = f.get("files", 0)
-    evicted = f"{files} files ({human_size(f['bytes'])})" if files else "nothing"
+    evicted = f"{_count(files)} files ({_size(f['bytes'])})" if files else "nothing"
     if "after" not in f:
         return f"{text}; deleted {evicted}"
     standing = ", ".join(limit_value(limit) for limit in f["after"])
@@ -211,22 +235,22 @@ def _still_above(f: Fields) -> str:
     spared = []
     files, size = f["too_young"]
     if files:
-        spared.append(f"{files} younger than {human_age(f['min_age'])} ({human_size(size)})")
+        spared.append(f"{_count(files)} younger than {human_age(f['min_age'])} ({_size(size)})")
     files, size = f["protected"]
     if files:
-        spared.append(f"{files} protected ({human_size(size)})")
+        spared.append(f"{_count(files)} protected ({_size(size)})")
     files, size = f["hard_linked"]
     if files:
-        spared.append(f"{files} hard-linked ({human_size(size)})")
+        spared.append(f"{_count(files)} hard-linked ({_size(size)})")
     files, size = f["held_open"]
     if files:
-        spared.append(f"{files} held open by a process ({human_size(size)})")
+        spared.append(f"{_count(files)} held open by a process ({_size(size)})")
     why = "after deleting every media file it may" if f["exhausted"] else "after this pass"
     still = "; ".join(limit_crossed(limit) for limit in f["crossed"])
     parts = [
         f"pressure: still {still} {why}",
-        "the rest is held by " + ", ".join(f"{name} {human_size(size)}" for name, size in f["holders"]),
-        f"{f['data_dir']} holds {human_size(f['held'])} of the {human_size(f['used_bytes'])} used "
+        "the rest is held by " + ", ".join(f"{name} {_size(size)}" for name, size in f["holders"]),
+        f"{f['data_dir']} holds {_size(f['held'])} of the {_size(f['used_bytes'])} used "
         f"({percent(f['share'])})",
     ]
     if spared:
@@ -273,8 +297,9 @@ SENTENCES: dict[str, Callable[[Fields], str]] = {
     "changed-since-planned": lambda f: "changed since it was planned"
                                        + (" (its local feed reference had already been set to null)"
                                           if f["nulled"] else ""),
-    "kept-changed": lambda f: f"kept {f['count']} file(s) that changed since they were planned, e.g. {f['example']}",
-    "rotate-failed": lambda f: f"could not rotate {f['path']} ({f['bytes']} bytes): {f['why']}; "
+    "kept-changed": lambda f: f"kept {_count(f['count'])} file(s) that changed since they were planned, "
+                              f"e.g. {f['example']}",
+    "rotate-failed": lambda f: f"could not rotate {f['path']} ({_count(f['bytes'])} bytes): {f['why']}; "
                                "the log was left as it was",
     "rotate-fits-now": lambda f: "fits within rotate.keep_lines and rotate.keep_bytes now; left alone",
     "writer-lingered": lambda f: f"{f['path']}: a process still held the old log open for writing; what it writes "
@@ -287,8 +312,8 @@ SENTENCES: dict[str, Callable[[Fields], str]] = {
     "order-held-open": lambda f: f"{f['path']}: a process kept the old log open for writing, so writers were let "
                                  f"in after {f['wait']:g}s: lines carried over after that may follow newer lines of "
                                  "the same writer",
-    "carry-error": lambda f: f"{f['path']}: rotated, but {f['bytes']} bytes appended during the rotation could not "
-                             f"be carried into the new log ({f['error']})",
+    "carry-error": lambda f: f"{f['path']}: rotated, but {_count(f['bytes'])} bytes appended during the rotation "
+                             f"could not be carried into the new log ({f['error']})",
     # running
     "step-error": lambda f: f["message"],
     "os-error": lambda f: f"{f['error']}" + (f" ({f['filename']})" if f["filename"] else "")
@@ -309,7 +334,8 @@ SENTENCES: dict[str, Callable[[Fields], str]] = {
     "log-unreadable": lambda f: f"{f['path']} {'its directory cannot be opened' if f['in_dir'] else 'cannot be read'} "
                                 f"({_strerror(f['errno'])}); left as it was",
     "log-refused": lambda f: f"{f['path']} {_LOG_REFUSED[f['state']]}",
-    "log-under-trigger": lambda f: f"{f['size']} bytes, not over rotate.max_bytes ({format_size(f['max_bytes'])})",
+    "log-under-trigger": lambda f: f"{_count(f['size'])} bytes, not over rotate.max_bytes "
+                                   f"({format_size(f['max_bytes'])})",
     "log-no-line-end": lambda f: f"{f['path']} is over rotate.max_bytes ({format_size(f['max_bytes'])}) but has no "
                                  f"line end in its last {format_size(f['keep_bytes'])} (rotate.keep_bytes): a line "
                                  "longer than that, or not a line-per-event log; left as it was",
@@ -333,9 +359,20 @@ SENTENCES: dict[str, Callable[[Fields], str]] = {
                                "them on)",
     "cdn-unconfirmed-kept": lambda f: f"kept {f['path']} although the feed shows it on the CDN: "
                                       f"{verdict_text(f['verdict'])}",
-    "nothing-to-sweep": lambda f: f"nothing to sweep among {f['scanned']} file(s)",
+    "nothing-to-sweep": lambda f: f"nothing to sweep among {_count(f['scanned'])} file(s)",
+    "kept-not-listed": lambda f: f"{f['step']}: kept {_count(sum(f['counts'].values()))} more files, not listed ("
+                                 + ", ".join(f"{_count(count)} {kind.replace('_', ' ')}"
+                                             for kind, count in f["counts"].items())
+                                 + f"); the first {_count(f['listed'])} by path are",
+    "younger-than": lambda f: f"{f['what']}, {human_age(f['age'])} old: younger than {f['key']} "
+                              f"({format_duration(f['limit'])})",
     # pressure
     "hard-linked": lambda f: f"has {f['others']} other hard link(s): deleting it frees nothing",
+    "protected": lambda f: f"protect.patterns ({f['pattern']!r}) protects it: never evicted",
+    "in-state-dir": lambda f: f"under state.dir ({f['state_dir']}), datagc's own state: never evicted",
+    "no-blocks": lambda f: "has no allocated blocks: evicting it would free no byte",
+    "not-needed": lambda f: f"{detail_text(f['rank'])}, {human_age(f['age'])} old: not needed, the files before "
+                            "it in eviction order free enough",
     "pressure-statfs-failed": lambda f: f"cannot measure the disk holding {f['data_dir']} (statfs: {f['error']}); "
                                         "pressure was skipped for this run and nothing was deleted",
     "pressure-below": lambda f: f"pressure: {limits_with_thresholds(f['limits'])}; nothing to do",
@@ -361,13 +398,13 @@ SENTENCES: dict[str, Callable[[Fields], str]] = {
                                        "process (datagc audit lists those)",
     "held-open": lambda f: f"held open by pid {f['pid']} ({f['command']}): deleting it would free nothing until it "
                            "is closed",
-    "held-open-kept": lambda f: f"kept {f['path']}" + (f" and {f['more']} more" if f["more"] else "")
+    "held-open-kept": lambda f: f"kept {f['path']}" + (f" and {_count(f['more'])} more" if f["more"] else "")
                                 + f": held open by pid {f['pid']} ({f['command']}) (deleting a file held open "
                                 "frees nothing until it is closed)",
     "open-files-unknown": lambda f: "/proc is unreadable: files held open by a process could not be recognised "
                                     "and kept",
-    "open-files-unreadable": lambda f: f"{f['count']} processes' open files could not be read: a file one of them "
-                                       "holds open may be evicted (run as root to see them)",
+    "open-files-unreadable": lambda f: f"{_count(f['count'])} processes' open files could not be read: a file one "
+                                       "of them holds open may be evicted (run as root to see them)",
 }
 
 

@@ -9,8 +9,9 @@ import struct
 import subprocess
 import termios
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from tests.helpers import DATAGC, clean_env
 
@@ -30,16 +31,24 @@ class Screen:
 
 
 def run_on_terminal(*args: str, env: Mapping[str, str] | None = None, columns: int = 80,
-                    timeout: float = 120) -> Screen:
-    """``datagc ARGS`` with stdin, stdout and stderr on a pty ``columns`` wide."""
+                    timeout: float = 120, stdout: Path | None = None,
+                    on_screen: Callable[[str], None] | None = None) -> Screen:
+    """``datagc ARGS`` with stdin, stdout and stderr on a pty ``columns`` wide.
+
+    ``stdout``: a file for stdout instead (stdin and stderr stay on the terminal); ``on_screen`` is called
+    with the text drawn so far (escapes removed) after each read, for a test that acts on what it sees.
+    """
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
     environment = clean_env({"TERM": "xterm-256color", "COLUMNS": str(columns), "LINES": "50", **(env or {})})
     environment.pop("NO_COLOR", None)
     started = time.monotonic()
-    process = subprocess.Popen([DATAGC, *args], stdin=slave, stdout=slave, stderr=slave, env=environment,
+    out = slave if stdout is None else os.open(stdout, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    process = subprocess.Popen([DATAGC, *args], stdin=slave, stdout=out, stderr=slave, env=environment,
                                start_new_session=True)
     os.close(slave)
+    if out != slave:
+        os.close(out)
     chunks: list[tuple[float, str]] = []
     try:
         while True:
@@ -50,6 +59,8 @@ def run_on_terminal(*args: str, env: Mapping[str, str] | None = None, columns: i
             if not data:
                 break
             chunks.append((time.monotonic() - started, data.decode("utf-8", "replace")))
+            if on_screen is not None:
+                on_screen(_ESCAPES.sub("", "".join(text for _, text in chunks)))
             if time.monotonic() - started > timeout:
                 process.kill()
         code = process.wait(timeout=timeout)

@@ -49,7 +49,11 @@ from datagc.census import Holdings, plan_on_walk
 from datagc.eviction import (
     CLASS_DETAILS,
     CLASS_NAMES,
+    NO_BLOCKS,
+    NOT_NEEDED,
     PUBLISHED,
+    SPARED,
+    TOO_YOUNG,
     PressurePlan,
     Tally,
     evictions,
@@ -106,6 +110,7 @@ def prepare(ctx: PassContext) -> PressurePass:
     found = leftovers.observe(data_dir, config.feed.files)
     open_files = openfiles.scan(data_dir.dev)
     plan = _plan(ctx, limits.need(standing), open_files, index)
+    _list_kept(ctx, plan)
     plan.before, plan.standing = before, standing
     plan.details.update(details)
     # made as the executor takes them: a quarter of a million evictions are never all held as actions
@@ -148,9 +153,37 @@ def _observe_and_plan(
         cdn_enabled=config.cdn.enabled,
         now=ctx.now,
         open_files=open_files,
-    ))
+        list_kept=ctx.verbose,
+    ), ctx.progress)
     values = {f.name: getattr(plan, f.name) for f in dataclasses.fields(PressurePlan)}
     return PressurePass(**values, census=census)
+
+
+def _list_kept(ctx: PassContext, plan: PressurePlan) -> None:
+    """--verbose: the first files kept for the ordinary reasons, each with its reason; the rest counted."""
+    if plan.listing is None:
+        return
+    veto, min_age, now = Veto(ctx.config), ctx.config.pressure.min_age, ctx.now
+
+    def why(path: str, mtime_ns: int, code: int) -> Note:
+        age = now - mtime_ns / 1e9
+        if code == TOO_YOUNG:
+            return note("younger-than", what="media", age=age, key="pressure.min_age", limit=min_age)
+        if code == SPARED:
+            if veto.in_state_dir(path):
+                return note("in-state-dir", state_dir=veto.state_dir or ".")
+            return note("protected", pattern=veto.protect.which(path))
+        if code == NO_BLOCKS:
+            return note("no-blocks")
+        return note("not-needed", rank=CLASS_DETAILS[code - NOT_NEEDED], age=age)
+
+    listed, plan.kept_unlisted = plan.listing.settle(why, _kept_kind)
+    plan.kept.extend(listed)
+    plan.listing = None
+
+
+def _kept_kind(code: int) -> str:
+    return ("too_young", "protected", "no_blocks")[code] if code < NOT_NEEDED else "not_needed"
 
 
 def _to_verify(plan: PressurePlan, index: FeedIndex) -> dict[str, tuple[str, int]]:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import functools
 import heapq
 import os
 import stat
@@ -40,6 +41,7 @@ from datagc import cdn, leftovers
 from datagc.config.schema import Config
 from datagc.facts import FileStat, FileStats
 from datagc.feed.index import FeedIndex, index_feeds
+from datagc.keptlist import KeptList
 from datagc.model import (
     Action,
     Delete,
@@ -56,6 +58,7 @@ from datagc.model import (
     note,
 )
 from datagc.parallel import fold_walk
+from datagc.progress import MASK, WalkProgress
 from datagc.safety.datadir import DataDir
 from datagc.safety.rewrite import is_datagc_temp
 from datagc.safety.walk import FILE, Share, WalkEntry, WalkErrorHandler
@@ -66,6 +69,9 @@ _NS = 1_000_000_000
 _ORPHAN_TEMP, _ON_CDN, _UNREFERENCED = Detail("orphan-temp"), Detail("on-cdn"), Detail("unreferenced")
 #: walk errors that are the safety rules at work, not failures
 _NOT_ENTERED = {errno.ELOOP: "not-a-directory", errno.ENOTDIR: "not-a-directory", errno.EXDEV: "other-filesystem"}
+#: why a file too young to go was kept (--verbose): what it is, and the setting it is younger than
+YOUNG_MEDIA, YOUNG_ON_CDN, YOUNG_TEMP = 0, 1, 2
+_YOUNG = (("media", "sweep.max_age"), ("on the CDN", "sweep.published_grace"), ("temp file", "sweep.temp_max_age"))
 
 
 @dataclass
@@ -91,36 +97,58 @@ def media_files(
     media_dirs: Sequence[str],
     on_error: WalkErrorHandler,
     may_go: Callable[[str, int], bool] = lambda path, mtime_ns: True,
+    *,
+    young: KeptList | None = None,
+    progress: WalkProgress | None = None,
 ) -> tuple[Iterable[FileStat], int]:
     """The regular files under the media directories that ``may_go(path, mtime_ns)`` (no symlink, no other
     filesystem), and how many files were seen. A large tree's walk is split across cores
     (``datagc.parallel``): each worker sends back only its files that may go. They come in path order, split
     or not (the split varies from run to run, the walk order from one filesystem to another), and are held
-    compactly (``FileStats``): they may be most of a million files."""
+    compactly (``FileStats``): they may be most of a million files. The files that may not go are added to
+    ``young`` (--verbose: each worker sends its bounded list back); the walk's count goes to ``progress``
+    (a terminal)."""
     walks: list[Iterable[FileStat]] = []
     scanned = 0
     for top in _outermost(media_dirs):
-        parts = fold_walk(data_dir, top, lambda entries, share: _candidates(entries, share, may_go), on_error)
-        walks.append(heapq.merge(*(part for part, _ in parts)) if len(parts) > 1 else parts[0][0])
-        scanned += sum(seen for _, seen in parts)
+        parts = fold_walk(data_dir, top, lambda entries, share: _candidates(
+            entries, share, may_go, young is not None, progress), on_error)
+        walks.append(heapq.merge(*(part for part, _, _ in parts)) if len(parts) > 1 else parts[0][0])
+        scanned += sum(seen for _, seen, _ in parts)
+        if young is not None:
+            for _, _, kept in parts:
+                if kept is not None:
+                    young.merge(kept)
     return chain.from_iterable(walks), scanned
 
 
 def _candidates(
-    entries: Iterator[WalkEntry], share: Share | None, may_go: Callable[[str, int], bool]
-) -> tuple[FileStats, int]:
-    """A walk's regular files that may go, in path order, and its count."""
+    entries: Iterator[WalkEntry],
+    share: Share | None,
+    may_go: Callable[[str, int], bool],
+    list_young: bool,
+    progress: WalkProgress | None,
+) -> tuple[FileStats, int, KeptList | None]:
+    """A walk's regular files that may go, in path order, its count, and (``list_young``) the others."""
     found = FileStats()
+    young = KeptList() if list_young else None
+    counter = progress.counter(share) if progress is not None else None
     scanned = 0
     for kind, directory, name, st in entries:
         if kind is not FILE:
             continue
         assert st is not None
         scanned += 1
+        if counter is not None and not scanned & MASK:
+            counter.seen(scanned)
         path = f"{directory}/{name}"
         if may_go(path, st.st_mtime_ns):
             found.add(path, st)
-    return found.in_path_order(), scanned
+        elif young is not None:
+            young.add(path, st.st_mtime_ns, YOUNG_MEDIA)
+    if counter is not None:
+        counter.seen(scanned)
+    return found.in_path_order(), scanned, young
 
 
 def temp_files(data_dir: DataDir, patterns: Sequence[str]) -> list[FileStat]:
@@ -147,24 +175,27 @@ def temp_files(data_dir: DataDir, patterns: Sequence[str]) -> list[FileStat]:
 # --- planning (pure) ---------------------------------------------------------
 
 
-def plan_sweep(files: Iterable[FileStat], feed_index: FeedIndex, config: Config, now: float) -> SweepPlan:
+def plan_sweep(
+    files: Iterable[FileStat], feed_index: FeedIndex, config: Config, now: float, young: KeptList | None = None
+) -> SweepPlan:
     """Decide, for each observed file, whether it goes and why. No disk, no clock: ``now`` is given.
 
     A file at the top of DATA_DIR (no ``/`` in its path) is a temp file, any
     other a media file. Local references to a deleted file come as FeedNull
     actions just before its Delete. With ``cdn.verify``, published deletions
-    are listed in ``to_verify`` (see ``drop_unverified``).
+    are listed in ``to_verify`` (see ``drop_unverified``). The files too young
+    to go are added to ``young`` (--verbose).
     """
     files = list(files)
     plan = SweepPlan(scanned=len(files))
-    plan.actions = list(decide(files, feed_index, config, now, plan))
+    plan.actions = list(decide(files, feed_index, config, now, plan, young))
     return plan
 
 
 def decide(files: Iterable[FileStat], feed_index: FeedIndex, config: Config, now: float,
-           plan: SweepPlan) -> Iterator[Action]:
+           plan: SweepPlan, young: KeptList | None = None) -> Iterator[Action]:
     """``plan_sweep``'s actions as a stream, each file decided as it comes; what is kept, and what awaits
-    the CDN's word, go into ``plan`` on the way."""
+    the CDN's word, go into ``plan`` on the way (the files too young to go into ``young``, --verbose)."""
     sweep = config.sweep
     now_ns = int(now * _NS)
     age_cutoff = now_ns - int(sweep.max_age * _NS)
@@ -180,6 +211,8 @@ def decide(files: Iterable[FileStat], feed_index: FeedIndex, config: Config, now
         reason: Reason
         if is_temp:
             if file.mtime_ns >= temp_cutoff:
+                if young is not None:
+                    young.add(path, file.mtime_ns, YOUNG_TEMP)
                 continue
             reason, detail = "temp", _ORPHAN_TEMP
         elif not cdn_on:
@@ -192,6 +225,9 @@ def decide(files: Iterable[FileStat], feed_index: FeedIndex, config: Config, now
                 continue
             reason = "published"
         else:
+            if young is not None:
+                on_cdn = path in published and path not in local_refs
+                young.add(path, file.mtime_ns, YOUNG_ON_CDN if on_cdn else YOUNG_MEDIA)
             continue
         refused = veto.delete_refusal(path)
         if refused is not None:
@@ -261,11 +297,13 @@ def prepare(ctx: PassContext) -> SweepPlan:
 
     leftover = leftovers.observe(data_dir, config.feed.files)
     temps = temp_files(data_dir, config.sweep.temp_patterns)
+    young = KeptList() if ctx.verbose else None
     if config.cdn.enabled:
         index = index_feeds(data_dir, config)
         age_cutoff, published = int(ctx.now * _NS) - int(config.sweep.max_age * _NS), index.published
         media, scanned = media_files(data_dir, config.sweep.media_dirs, walk_error,
-                                     lambda path, mtime_ns: mtime_ns < age_cutoff or path in published)
+                                     lambda path, mtime_ns: mtime_ns < age_cutoff or path in published,
+                                     young=young, progress=ctx.progress)
         files: Iterable[FileStat] = chain(temps, media)
         failures.extend(Failure(note("feed-unreadable-all-kept", problem=problem), problem.errno)
                         for problem in index.problems)
@@ -276,8 +314,10 @@ def prepare(ctx: PassContext) -> SweepPlan:
         files, scanned = temps, 0
         notes.append(note("cdn-disabled", source=config.sources.get("cdn.enabled", "default")))
     plan = SweepPlan(scanned=len(temps) + scanned)  # every file seen, not only those that may go
+    if young is not None:  # listed when the executor has taken the plan: decide() adds to it on the way
+        plan.list_kept = functools.partial(young.settle, functools.partial(_younger, config, ctx.now), _too_young)
     # planned as the executor takes them: a million deletions are never all held (with cdn.verify, they are)
-    actions = chain(leftovers.plan(leftover, ctx.now), decide(files, index, config, ctx.now, plan))
+    actions = chain(leftovers.plan(leftover, ctx.now), decide(files, index, config, ctx.now, plan, young))
     plan.actions = list(actions) if config.cdn.enabled and config.cdn.verify else actions
     if plan.to_verify:
         verdicts = cdn.verify_all(plan.to_verify, config.cdn.public_url, cdn.VERIFY_TIMEOUT)
@@ -288,6 +328,16 @@ def prepare(ctx: PassContext) -> SweepPlan:
     plan.failures.extend(failures)
     plan.details["scanned_files"] = plan.scanned
     return plan
+
+
+def _younger(config: Config, now: float, path: str, mtime_ns: int, code: int) -> Note:
+    what, key = _YOUNG[code]
+    limit = getattr(config.sweep, key.removeprefix("sweep."))
+    return note("younger-than", what=what, age=now - mtime_ns / _NS, key=key, limit=limit)
+
+
+def _too_young(code: int) -> str:
+    return "too_young"
 
 
 def _is_symlink(data_dir: DataDir, path: str) -> bool:

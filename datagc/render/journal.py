@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from datagc.text import escape
-from datagc.units import human_size
+from datagc.units import human_size, people_size
 
 if TYPE_CHECKING:
     from datagc.history import HistoryReport
@@ -96,7 +96,7 @@ def history_table(report: HistoryReport) -> Any:
         detail = ""
         if change in ("feed-null", "feed-restore"):
             detail = f"{entry.get('field')}: {entry.get('url')}"
-        size = human_size(_bytes(entry)) if _bytes(entry) else ""
+        size = people_size(_bytes(entry)) if _bytes(entry) else ""
         when = str(entry["ts"]).replace("T", " ")[:19]
         cells = (when, _who(entry), change, str(entry["path"]), f"{reason} {detail}".strip(), size)
         table.add_row(*(escape(cell) for cell in cells))

@@ -73,6 +73,8 @@ def step_json(step: StepReport, actions: bool = True) -> dict[str, Any]:
         "kept": [{"path": kept.path, "why": text(kept.why)} for kept in step.kept],
         "notes": [text(note) for note in step.notes],
     }
+    if step.kept_unlisted is not None:  # --verbose
+        document["kept_not_listed"] = step.kept_unlisted
     if step.failures:
         document["errno"] = errno.errorcode.get(step.errno or 0, "")
     document.update(step.details)

@@ -17,13 +17,6 @@ if TYPE_CHECKING:  # the run reports' model: never imported for audit (its start
 size = human_size
 
 
-def people_size(count: int) -> str:
-    """``2.1 MB`` for the terminal views (humanize; they show a screenful, so its cost doesn't matter)."""
-    import humanize
-
-    return humanize.naturalsize(count)
-
-
 def percent(fraction: float) -> str:
     return f"{fraction * 100:.1f}%"
 
@@ -63,7 +56,19 @@ def step_lines(step: StepReport, dry_run: bool, verbose: bool, actions: bool = T
     lines += [f"[janitor] {text(note)}" for note in step.notes]
     if verbose:
         lines += [f"[janitor] kept {kept.path}: {text(kept.why)}" for kept in step.kept]
+        if unlisted := unlisted_line(step):
+            lines.append(f"[janitor] {unlisted}")
     return lines
+
+
+def unlisted_line(step: StepReport) -> str | None:
+    """--verbose: how many more files the step kept than it lists (``keptlist``), and why."""
+    if not step.kept_unlisted:
+        return None
+    from datagc.keptlist import LISTED  # run reports only: audit's start-up never imports the model
+    from datagc.model import note
+
+    return text(note("kept-not-listed", step=step.name, counts=step.kept_unlisted, listed=LISTED))
 
 
 def busy_line(report: RunReport) -> str | None:

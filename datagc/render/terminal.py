@@ -12,14 +12,15 @@ import orjson
 from datagc.passes.audit import AuditReport, ProgressCallback
 from datagc.render.journal import corrupt_message, dangling_lines, history_json, history_lines, history_table
 from datagc.render.json_report import audit_json, run_json, step_error
-from datagc.render.lines import audit_lines, busy_line, people_size, percent, step_lines, summary_line
+from datagc.render.lines import audit_lines, busy_line, percent, step_lines, summary_line, unlisted_line
 from datagc.text import escape, escape_json
-from datagc.units import human_age
-from datagc.wording import detail_text, limits_with_thresholds, text
+from datagc.units import human_age, people_size
+from datagc.wording import detail_text, for_people, limits_with_thresholds, text
 
 if TYPE_CHECKING:  # the run reports' model: never imported for audit (its start-up is timed)
     from datagc.history import HistoryReport
     from datagc.model import Action, RunReport
+    from datagc.progress import WalkProgress
 
 #: rows of actions shown in a rich table before "… and N more"
 TABLE_ROWS = 30
@@ -37,6 +38,8 @@ class Renderer:
     verbose: bool = False
     #: one compact JSON object per line (``watch --json``: a report per pass, for log pipelines)
     json_lines: bool = False
+    #: stderr is a terminal: long walks show their progress there
+    err_is_terminal: bool = False
 
     @property
     def rich(self) -> bool:
@@ -83,7 +86,8 @@ class Renderer:
         elif self.quiet:
             return
         elif self.rich:
-            self._rich_run_report(report)
+            with for_people():
+                self._rich_run_report(report)
         else:
             for step in report.steps:
                 self.lines(step_lines(step, report.dry_run, self.verbose))
@@ -99,7 +103,8 @@ class Renderer:
         elif self.quiet:
             return
         elif self.rich:
-            self._rich_audit(report)
+            with for_people():
+                self._rich_audit(report)
         else:
             self.lines(audit_lines(report))
 
@@ -139,10 +144,26 @@ class Renderer:
         self.lines(f"{key} = {value}  # {source}" for key, value, source in rows)
         self.lines(f"# {line}" for line in explained)
 
+    @property
+    def shows_progress(self) -> bool:
+        """Progress is drawn on stderr when it is a terminal (whatever stdout is), never with -q."""
+        return self.err_is_terminal and not self.quiet
+
+    @contextlib.contextmanager
+    def pass_progress(self) -> Iterator[WalkProgress | None]:
+        """What the steps' walks count, drawn on a terminal (``progress.drawn_on``); None elsewhere."""
+        if not self.shows_progress:
+            yield None
+            return
+        from datagc.progress import drawn_on
+
+        with drawn_on(self._console(self.err)) as progress:
+            yield progress
+
     @contextlib.contextmanager
     def walk_progress(self, label: str) -> Iterator[ProgressCallback | None]:
         """A live count of files walked, on a terminal only; a no-op callback elsewhere."""
-        if not self.rich or self.quiet:
+        if not self.shows_progress:
             yield None
             return
         console = self._console(self.err)
@@ -152,7 +173,6 @@ class Renderer:
                 status.update(f"{label} {files:,} files, {people_size(total)}")
 
             yield update
-
 
     def _rich_run_report(self, report: RunReport) -> None:
         from rich.table import Table
@@ -178,6 +198,8 @@ class Renderer:
             if self.verbose:
                 for kept in step.kept:
                     console.print(escape(f"  kept {kept.path}: {text(kept.why)}"), markup=False)
+                if unlisted := unlisted_line(step):
+                    console.print(f"  {unlisted}", markup=False)
         console.print(f"[bold]{title}[/bold]")
         if busy := busy_line(report):
             console.print(escape(busy), markup=False)

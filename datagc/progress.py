@@ -1,0 +1,113 @@
+"""How far a step's walk has got, for the progress display on a terminal.
+
+A walk may be split across forked workers (``datagc.parallel``), so the
+counts live in one anonymous shared mapping made before the fork: each walker
+(the parent's share or a serial walk in slot 0, worker ``i`` in slot ``i``)
+writes its own running total into its own 8-byte slot every ``EVERY`` files,
+and once more when its walk ends. The display reads the sum whenever it
+redraws. No lock, no pipe, no message per file: a walker pays one integer
+store per ``EVERY`` files. Without a terminal there is no ``WalkProgress`` and
+the walk counts nothing at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from datagc.safety.walk import Share
+
+#: a walker publishes its count every this many files (a power of two: ``count & MASK`` is cheap)
+EVERY = 1024
+MASK = EVERY - 1
+#: walkers beyond this many (DATAGC_WALK_WORKERS) are not counted: the display shows less than was walked
+SLOTS = 512
+#: seconds a step runs before its progress is drawn
+SHOW_AFTER = 0.5
+
+
+class WalkProgress:
+    """The files a step's walk has seen so far, summed over every process walking it."""
+
+    def __init__(self) -> None:
+        self._slots = memoryview(mmap.mmap(-1, SLOTS * 8)).cast("q")  # MAP_SHARED: forks write into it
+        self.step = ""
+
+    def begin(self, step: str) -> None:
+        """A new step: its walk starts from 0."""
+        self.step = step
+        for slot in range(SLOTS):
+            self._slots[slot] = 0
+
+    def files(self) -> int:
+        return sum(self._slots)
+
+    def counter(self, share: Share | None) -> Counter | None:
+        """What one walker writes through; None when its slot is out of range."""
+        slot = 0 if share is None else share.index
+        return Counter(self._slots, slot) if slot < SLOTS else None
+
+
+class Counter:
+    """One walker's slot. A step may walk several trees (sweep's media directories, each split again):
+    the slot keeps the total of the walks before."""
+
+    __slots__ = ("_base", "_slot", "_slots")
+
+    def __init__(self, slots: memoryview, slot: int) -> None:
+        self._slots, self._slot = slots, slot
+        self._base = slots[slot]
+
+    def seen(self, files: int) -> None:
+        """This walker has seen ``files`` files so far in this walk."""
+        self._slots[self._slot] = self._base + files
+
+
+@contextlib.contextmanager
+def drawn_on(console: Any, delay: float = SHOW_AFTER) -> Iterator[WalkProgress]:
+    """A ``WalkProgress`` drawn on ``console`` (stderr, a terminal) as one transient status line, from
+    ``delay`` seconds on: a quick run draws nothing. Redrawn 4 times a second by rich's own thread, which
+    reads the counts; the walk never waits for the display."""
+    from rich.live import Live
+    from rich.spinner import Spinner
+
+    progress = WalkProgress()
+    live = Live(Spinner("dots", text=_Line(progress)), console=console, refresh_per_second=4, transient=True,
+                redirect_stdout=False, redirect_stderr=False)
+    lock = threading.Lock()
+    state = {"shown": False, "over": False}
+
+    def show() -> None:
+        with lock:
+            if not state["over"]:
+                live.start()
+                state["shown"] = True
+
+    timer = threading.Timer(delay, show)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield progress
+    finally:
+        timer.cancel()
+        with lock:
+            state["over"] = True
+            if state["shown"]:
+                live.stop()
+
+
+class _Line:
+    """The status line, read afresh at each redraw."""
+
+    def __init__(self, progress: WalkProgress) -> None:
+        self.progress = progress
+
+    def __rich__(self) -> Any:
+        from rich.text import Text
+
+        files = self.progress.files()
+        return Text(f"{self.progress.step}: {files:,} files walked" if files else f"{self.progress.step}…")
