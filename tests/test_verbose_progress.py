@@ -4,6 +4,7 @@ terminal (stderr), counted across the split walk's workers, and nothing anywhere
 from __future__ import annotations
 
 import os
+import random
 import re
 import threading
 import time
@@ -13,8 +14,11 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
-from datagc.keptlist import LISTED
+from datagc.keptlist import LISTED, KeptList
+from datagc.model import Note
 from tests.helpers import run_datagc
 from tests.terminal import run_on_terminal
 
@@ -237,3 +241,31 @@ def test_progress_goes_to_stderr_only_on_a_terminal(tmp_path: Path, held_cdn: tu
     assert document["steps"][0]["scanned_files"] == 2001
     quiet = run_on_terminal(*args, "-q", env=settings, on_screen=on_screen)
     assert quiet.text.strip() == "" and quiet.code == 8
+
+
+@settings(max_examples=200)
+@given(paths=st.sets(st.text("ab/", min_size=1, max_size=6), max_size=60), shares=st.integers(1, 4),
+       limit=st.integers(1, 8), seed=st.randoms(use_true_random=False))
+@example(paths={"a", "b", "aa"}, shares=2, limit=1, seed=random.Random(0))
+@example(paths=set(), shares=3, limit=2, seed=random.Random(0))
+def test_a_kept_list_split_across_workers_is_the_same_list(paths: set[str], shares: int, limit: int,
+                                                           seed: random.Random) -> None:
+    """Each worker's own bounded list, merged, lists what one list of everything would, and counts the rest."""
+    entries = [(path, number, number % 3) for number, path in enumerate(sorted(paths))]
+    seed.shuffle(entries)
+    whole, parts = KeptList(limit), [KeptList(limit) for _ in range(shares)]
+    for number, (path, mtime_ns, code) in enumerate(entries):
+        whole.add(path, mtime_ns, code)
+        parts[number % shares].add(path, mtime_ns, code)
+    merged = KeptList(limit)
+    for part in parts:
+        merged.merge(part)
+
+    def why(path: str, mtime_ns: int, code: int) -> Note:
+        return Note("n", {"m": mtime_ns, "c": code})
+
+    listed, counts = merged.settle(why, str)
+    assert [kept.path for kept in listed] == sorted(paths)[:limit]
+    assert listed == whole.settle(why, str)[0]
+    assert sum(counts.values()) == max(0, len(paths) - limit)
+    assert counts == whole.settle(why, str)[1]
