@@ -75,7 +75,7 @@ def media_of(
     (files with other hard links in ``holdings.linked``, until ``settle``) and, for the progress display,
     by ``counter``."""
     media = frozenset(media_dirs)
-    seen = 0
+    seen = seen_bytes = 0
     prefixes = tuple(f"{directory}/" for directory in media_dirs)
     current: str | None = None
     in_media = False
@@ -84,16 +84,17 @@ def media_of(
         if kind is not FILE:
             continue
         assert st is not None
+        allocated = st.st_blocks * 512
         if counter is not None:
             seen += 1
+            seen_bytes += allocated
             if not seen & MASK:
-                counter.seen(seen)
+                counter.seen(seen, seen_bytes)
         if directory is not current:
             current = directory
             in_media = directory in media or directory.startswith(prefixes)
             if directory:
                 entry = holdings.entries.setdefault(directory.partition("/")[0], Tally())
-        allocated = st.st_blocks * 512
         top = directory.partition("/")[0] if directory else name
         if st.st_nlink == 1:
             counted = entry if directory else holdings.entries.setdefault(name, Tally())
@@ -106,7 +107,7 @@ def media_of(
         if in_media:
             yield FileStat.of(f"{directory}/{name}", st)
     if counter is not None:
-        counter.seen(seen)
+        counter.seen(seen, seen_bytes)
 
 
 @dataclass

@@ -190,7 +190,9 @@ def audit_command(invocation: Invocation) -> int:
     if not config.enabled:
         renderer.message(f"note: datagc is disabled (enabled=false from {config.sources['enabled']}); "
                          "audit only reads, so it runs")
-    with DataDir(config.data_dir) as data_dir, renderer.walk_progress("walking") as progress:
+    with DataDir(config.data_dir) as data_dir, renderer.pass_progress() as progress:
+        if progress is not None:
+            progress.begin("audit")
         report = audit(config, data_dir, progress)
     renderer.audit_report(report)
     return int(report.flags)

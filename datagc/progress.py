@@ -3,8 +3,8 @@
 A walk may be split across forked workers (``datagc.parallel``), so the
 counts live in one anonymous shared mapping made before the fork: each walker
 (the parent's share or a serial walk in slot 0, worker ``i`` in slot ``i``)
-writes its own running total into its own 8-byte slot every ``EVERY`` files,
-and once more when its walk ends. The display reads the sum whenever it
+writes its own running totals (files, and bytes where the walk counts them)
+into its own slot every ``EVERY`` files, and once more when its walk ends. The display reads the sum whenever it
 redraws. No lock, no pipe, no message per file: a walker pays one integer
 store per ``EVERY`` files. Without a terminal there is no ``WalkProgress`` and
 the walk counts nothing at all.
@@ -34,17 +34,21 @@ class WalkProgress:
     """The files a step's walk has seen so far, summed over every process walking it."""
 
     def __init__(self) -> None:
-        self._slots = memoryview(mmap.mmap(-1, SLOTS * 8)).cast("q")  # MAP_SHARED: forks write into it
+        # (files, bytes) per walker; MAP_SHARED: the forked workers write into it
+        self._slots = memoryview(mmap.mmap(-1, SLOTS * 2 * 8)).cast("q")
         self.step = ""
 
     def begin(self, step: str) -> None:
         """A new step: its walk starts from 0."""
         self.step = step
-        for slot in range(SLOTS):
+        for slot in range(SLOTS * 2):
             self._slots[slot] = 0
 
     def files(self) -> int:
-        return sum(self._slots)
+        return sum(self._slots[0::2])
+
+    def bytes(self) -> int:
+        return sum(self._slots[1::2])
 
     def counter(self, share: Share | None) -> Counter | None:
         """What one walker writes through; None when its slot is out of range."""
@@ -56,15 +60,16 @@ class Counter:
     """One walker's slot. A step may walk several trees (sweep's media directories, each split again):
     the slot keeps the total of the walks before."""
 
-    __slots__ = ("_base", "_slot", "_slots")
+    __slots__ = ("_base", "_base_bytes", "_slot", "_slots")
 
     def __init__(self, slots: memoryview, slot: int) -> None:
-        self._slots, self._slot = slots, slot
-        self._base = slots[slot]
+        self._slots, self._slot = slots, 2 * slot
+        self._base, self._base_bytes = slots[2 * slot], slots[2 * slot + 1]
 
-    def seen(self, files: int) -> None:
-        """This walker has seen ``files`` files so far in this walk."""
+    def seen(self, files: int, allocated: int = 0) -> None:
+        """This walker has seen ``files`` files (of ``allocated`` bytes, where it counts them) so far in this walk."""
         self._slots[self._slot] = self._base + files
+        self._slots[self._slot + 1] = self._base_bytes + allocated
 
 
 @contextlib.contextmanager
@@ -109,5 +114,10 @@ class _Line:
     def __rich__(self) -> Any:
         from rich.text import Text
 
-        files = self.progress.files()
-        return Text(f"{self.progress.step}: {files:,} files walked" if files else f"{self.progress.step}…")
+        from datagc.units import people_size
+
+        files, allocated = self.progress.files(), self.progress.bytes()
+        if not files:
+            return Text(f"{self.progress.step}…")
+        size = f", {people_size(allocated)}" if allocated else ""
+        return Text(f"{self.progress.step}: {files:,} files walked{size}")

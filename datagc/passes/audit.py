@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 import heapq
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -22,14 +22,13 @@ from datagc.facts import DiskUsage
 from datagc.limits import Figures, Limit, crossed, evaluate, measure_fs
 from datagc.openfiles import command
 from datagc.parallel import fold_walk
+from datagc.progress import MASK
 from datagc.safety.datadir import DataDir
 from datagc.safety.walk import DIRECTORY, FILE, MOUNT, SYMLINK, Share, WalkEntry
 
 if TYPE_CHECKING:
+    from datagc.progress import WalkProgress
     from datagc.tombstones import Dangling
-
-ProgressCallback = Callable[[int, int], None]
-PROGRESS_EVERY = 5000
 
 
 @dataclass(frozen=True)
@@ -90,10 +89,11 @@ class AuditReport:
         return flags
 
 
-def audit(config: Config, data_dir: DataDir, on_progress: ProgressCallback | None = None) -> AuditReport:
-    """Walk DATA_DIR and statfs its filesystem; change nothing, take no lock."""
+def audit(config: Config, data_dir: DataDir, progress: WalkProgress | None = None) -> AuditReport:
+    """Walk DATA_DIR (its count to ``progress``, a terminal) and statfs its filesystem; change nothing, take no
+    lock."""
     report = AuditReport(data_dir=str(data_dir.path), threshold=config.pressure.threshold)
-    _walk_tree(data_dir, config.audit.top, report, on_progress)
+    _walk_tree(data_dir, config.audit.top, report, progress)
     try:
         fs = measure_fs(data_dir.fd)
     except OSError as error:
@@ -156,14 +156,12 @@ def _keep_largest(heap: list[tuple[int, str, str]], item: tuple[int, str, str], 
 
 
 def _census(
-    entries: Iterator[WalkEntry], share: Share | None, top: int, on_progress: ProgressCallback | None
+    entries: Iterator[WalkEntry], share: Share | None, top: int, progress: WalkProgress | None
 ) -> _Census:
     """Fold a walk into a ``_Census`` (run in each worker of a split walk, on its share)."""
     census = _Census()
     totals, largest, linked = census.totals, census.largest, census.linked
-    if share is not None and share.index != 0:
-        on_progress = None  # a forked worker never writes to the terminal
-    scale = 1 if share is None else share.count  # the parent sees its share: the progress is an estimate
+    counter = progress.counter(share) if progress is not None else None
     bucket = [0, 0]
     bucket_of = None
     for kind, directory, name, st in entries:
@@ -198,16 +196,18 @@ def _census(
             heapq.heappush(largest, item)
         elif top and item > largest[0]:
             heapq.heapreplace(largest, item)
-        if on_progress is not None and census.files % PROGRESS_EVERY == 0:
-            on_progress(census.files * scale, census.total_bytes * scale)
+        if counter is not None and not census.files & MASK:
+            counter.seen(census.files, census.total_bytes)
+    if counter is not None:
+        counter.seen(census.files, census.total_bytes)
     return census
 
 
-def _walk_tree(data_dir: DataDir, top: int, report: AuditReport, on_progress: ProgressCallback | None) -> None:
+def _walk_tree(data_dir: DataDir, top: int, report: AuditReport, progress: WalkProgress | None) -> None:
     def on_error(path: str, error: OSError) -> None:
         report.errors.append(f"{path or '.'}: {error.strerror or error} (not counted)")
 
-    parts = fold_walk(data_dir, "", lambda entries, share: _census(entries, share, top, on_progress), on_error)
+    parts = fold_walk(data_dir, "", lambda entries, share: _census(entries, share, top, progress), on_error)
     merged = _Census()
     for part in parts:
         merged.total_bytes += part.total_bytes

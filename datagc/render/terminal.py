@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import orjson
 
-from datagc.passes.audit import AuditReport, ProgressCallback
+from datagc.passes.audit import AuditReport
 from datagc.render.journal import corrupt_message, dangling_lines, history_json, history_lines, history_table
 from datagc.render.json_report import audit_json, run_json, step_error
 from datagc.render.lines import audit_lines, busy_line, percent, step_lines, summary_line, unlisted_line
@@ -159,20 +159,6 @@ class Renderer:
 
         with drawn_on(self._console(self.err)) as progress:
             yield progress
-
-    @contextlib.contextmanager
-    def walk_progress(self, label: str) -> Iterator[ProgressCallback | None]:
-        """A live count of files walked, on a terminal only; a no-op callback elsewhere."""
-        if not self.shows_progress:
-            yield None
-            return
-        console = self._console(self.err)
-        with console.status(label) as status:
-
-            def update(files: int, total: int) -> None:
-                status.update(f"{label} {files:,} files, {people_size(total)}")
-
-            yield update
 
     def _rich_run_report(self, report: RunReport) -> None:
         from rich.table import Table
