@@ -13,8 +13,6 @@ the walk counts nothing at all.
 from __future__ import annotations
 
 import contextlib
-import mmap
-import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +32,8 @@ class WalkProgress:
     """The files a step's walk has seen so far, summed over every process walking it."""
 
     def __init__(self) -> None:
+        import mmap  # only a terminal's run counts (start-up is timed)
+
         # (files, bytes) per walker; MAP_SHARED: the forked workers write into it
         self._slots = memoryview(mmap.mmap(-1, SLOTS * 2 * 8)).cast("q")
         self.step = ""
@@ -77,6 +77,8 @@ def drawn_on(console: Any, delay: float = SHOW_AFTER) -> Iterator[WalkProgress]:
     """A ``WalkProgress`` drawn on ``console`` (stderr, a terminal) as one transient status line, from
     ``delay`` seconds on: a quick run draws nothing. Redrawn 4 times a second by rich's own thread, which
     reads the counts; the walk never waits for the display."""
+    import threading
+
     from rich.live import Live
     from rich.spinner import Spinner
 

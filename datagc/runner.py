@@ -29,12 +29,12 @@ from datagc.exitcodes import Exit
 from datagc.facts import DiskUsage
 from datagc.journal import Journal
 from datagc.model import Outlet, PassContext, PassSpec, RunReport, StepReport, note
-from datagc.progress import WalkProgress
 from datagc.safety.datadir import DataDir
 from datagc.safety.disk import disk_usage
 from datagc.safety.lock import lock_data_dir, lock_held
 
 if TYPE_CHECKING:
+    from datagc.progress import WalkProgress
     from datagc.render.terminal import Renderer
 
 #: run-all's order: rotation first (cheap, frees the most predictable space), pressure last
