@@ -8,8 +8,11 @@ number is bytes. Listen addresses: ``HOST:PORT``, an IPv6 host in brackets.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
+from collections.abc import Iterator
+from contextvars import ContextVar
 
 DURATION_UNITS: dict[str, float] = {
     "ms": 0.001,
@@ -156,3 +159,26 @@ def human_age(seconds: float) -> str:
     if seconds >= 60:
         return f"{seconds / 60:.0f}m"
     return f"{seconds:.0f}s"
+
+
+#: set while a terminal view is written: sizes as humanize writes them (``2.1 MB``), counts with separators
+_FOR_PEOPLE: ContextVar[bool] = ContextVar("for_people", default=False)
+
+
+@contextlib.contextmanager
+def for_people() -> Iterator[None]:
+    """Sizes and counts written inside (``shown_size``, ``shown_count``) are for a terminal view, as its tables
+    write them. Outside, the compact forms the plain lines keep for grep (``2.1MB``, ``48211``)."""
+    token = _FOR_PEOPLE.set(True)
+    try:
+        yield
+    finally:
+        _FOR_PEOPLE.reset(token)
+
+
+def shown_size(count: int) -> str:
+    return people_size(count) if _FOR_PEOPLE.get() else human_size(count)
+
+
+def shown_count(count: int) -> str:
+    return f"{count:,}" if _FOR_PEOPLE.get() else str(count)

@@ -7,16 +7,16 @@ for every renderer (plain lines, rich, the JSON ``notes``/``error``/``why``).
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextvars import ContextVar
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from datagc.feed.parse import Undecodable
 from datagc.limits import Limit
-from datagc.units import format_duration, format_size, human_age, human_size, people_size
+from datagc.units import format_duration, format_size, human_age
+from datagc.units import shown_count as _count
+from datagc.units import shown_size as _size
 
 if TYPE_CHECKING:  # annotations only: audit never imports the run reports' model (its start-up is timed)
     from datagc.cdn import Verdict
@@ -24,29 +24,6 @@ if TYPE_CHECKING:  # annotations only: audit never imports the run reports' mode
     from datagc.model import Detail, Failure, Note
 
 Fields = Mapping[str, Any]
-
-#: set while a terminal view is written: sizes as humanize writes them (``2.1 MB``), counts with separators
-_FOR_PEOPLE: ContextVar[bool] = ContextVar("for_people", default=False)
-
-
-@contextlib.contextmanager
-def for_people() -> Iterator[None]:
-    """Sentences written inside are for a terminal view: the same sizes and counts as its tables.
-    Outside, the compact forms the plain lines keep for grep (``2.1MB``, ``48211``)."""
-    token = _FOR_PEOPLE.set(True)
-    try:
-        yield
-    finally:
-        _FOR_PEOPLE.reset(token)
-
-
-def _size(count: int) -> str:
-    return people_size(count) if _FOR_PEOPLE.get() else human_size(count)
-
-
-def _count(count: int) -> str:
-    return f"{count:,}" if _FOR_PEOPLE.get() else str(count)
-
 
 def percent(fraction: float, exact: bool = False) -> str:
     """``73.1%``; ``exact`` for configured values: ``70%``, ``65.5%``."""

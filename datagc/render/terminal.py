@@ -14,8 +14,8 @@ from datagc.render.journal import corrupt_message, dangling_lines, history_json,
 from datagc.render.json_report import audit_json, run_json, step_error
 from datagc.render.lines import audit_lines, busy_line, percent, step_lines, summary_line, unlisted_line
 from datagc.text import escape, escape_json
-from datagc.units import human_age, people_size
-from datagc.wording import detail_text, for_people, limits_with_thresholds, text
+from datagc.units import for_people, human_age, people_size
+from datagc.wording import detail_text, limits_with_thresholds, text
 
 if TYPE_CHECKING:  # the run reports' model: never imported for audit (its start-up is timed)
     from datagc.history import HistoryReport
