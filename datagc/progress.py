@@ -37,12 +37,22 @@ class WalkProgress:
         # (files, bytes) per walker; MAP_SHARED: the forked workers write into it
         self._slots = memoryview(mmap.mmap(-1, SLOTS * 2 * 8)).cast("q")
         self.step = ""
+        #: the status line drawing it (``drawn_on``)
+        self.display: _Display | None = None
 
     def begin(self, step: str) -> None:
-        """A new step: its walk starts from 0."""
+        """A new step: its walk starts from 0 (and is drawn from ``SHOW_AFTER`` seconds on)."""
         self.step = step
         for slot in range(SLOTS * 2):
             self._slots[slot] = 0
+        if self.display is not None:
+            self.display.start()
+
+    def end(self) -> None:
+        """The step's walk (and what it checks after, the CDN) is over: its line is erased before the step's
+        report is written (``render.stream`` writes it as the pass runs)."""
+        if self.display is not None:
+            self.display.stop()
 
     def files(self) -> int:
         return sum(self._slots[0::2])
@@ -75,36 +85,58 @@ class Counter:
 @contextlib.contextmanager
 def drawn_on(console: Any, delay: float = SHOW_AFTER) -> Iterator[WalkProgress]:
     """A ``WalkProgress`` drawn on ``console`` (stderr, a terminal) as one transient status line, from
-    ``delay`` seconds on: a quick run draws nothing. Redrawn 4 times a second by rich's own thread, which
-    reads the counts; the walk never waits for the display."""
-    import threading
-
-    from rich.live import Live
-    from rich.spinner import Spinner
-
+    ``delay`` seconds into each step (``begin``) until its walk ends (``end``): a quick step draws nothing.
+    Redrawn 4 times a second by rich's own thread, which reads the counts; the walk never waits for the
+    display."""
     progress = WalkProgress()
-    live = Live(Spinner("dots", text=_Line(progress)), console=console, refresh_per_second=4, transient=True,
-                redirect_stdout=False, redirect_stderr=False)
-    lock = threading.Lock()
-    state = {"shown": False, "over": False}
-
-    def show() -> None:
-        with lock:
-            if not state["over"]:
-                live.start()
-                state["shown"] = True
-
-    timer = threading.Timer(delay, show)
-    timer.daemon = True
-    timer.start()
+    progress.display = _Display(progress, console, delay)
     try:
         yield progress
     finally:
-        timer.cancel()
-        with lock:
-            state["over"] = True
-            if state["shown"]:
-                live.stop()
+        progress.display.stop()
+
+
+class _Display:
+    """The status line of one step at a time: started ``delay`` seconds after ``start``, erased by ``stop``."""
+
+    def __init__(self, progress: WalkProgress, console: Any, delay: float) -> None:
+        import threading
+
+        self._progress, self._console, self._delay = progress, console, delay
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+        self._live: Any = None
+        self._wanted = False
+
+    def start(self) -> None:
+        import threading
+
+        self.stop()
+        with self._lock:
+            self._wanted = True
+        self._timer = threading.Timer(self._delay, self._show)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _show(self) -> None:
+        from rich.live import Live
+        from rich.spinner import Spinner
+
+        with self._lock:
+            if self._wanted and self._live is None:
+                self._live = Live(Spinner("dots", text=_Line(self._progress)), console=self._console,
+                                  refresh_per_second=4, transient=True, redirect_stdout=False, redirect_stderr=False)
+                self._live.start()
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        with self._lock:
+            self._wanted = False
+            if self._live is not None:
+                self._live.stop()
+                self._live = None
 
 
 class _Line:

@@ -64,7 +64,11 @@ def run_step(name: str, ctx: PassContext, on_traceback: TracebackHandler | None 
     try:
         with _cyclic_gc_paused():
             spec = pass_spec(name)
-            plan = spec.prepare(ctx)
+            try:
+                plan = spec.prepare(ctx)
+            finally:
+                if ctx.progress is not None:  # the walk is over: its line goes before the step's report
+                    ctx.progress.end()
             for failure in plan.failures:
                 step.fail(failure.why, failure.errno)
             executor.apply(ctx, plan.actions, step)

@@ -246,6 +246,31 @@ def test_progress_goes_to_stderr_only_on_a_terminal(tmp_path: Path, held_cdn: tu
     assert quiet.text.strip() == "" and quiet.code == 8
 
 
+def test_the_progress_line_is_gone_before_the_report_is_written_to_the_same_terminal(
+        tmp_path: Path, held_cdn: tuple[str, threading.Event]) -> None:
+    """The report is written as the pass runs (``render.stream``): with stdout on the terminal too (``--json``),
+    the step's line is erased when its walk and CDN check end, before its first action is written."""
+    server, release = held_cdn
+    root = tmp_path / "data"
+    bulk(root, 1500, 3 * DAY)
+    write(root / "images/pub-50.png", 2 * DAY, size=50)
+    feed(root, f"{server}/images/pub-50.png")
+    settings = {"DATAGC_CDN_PUBLIC_URL": server, "DATAGC_CDN_VERIFY": "true", "DATAGC_SWEEP_PUBLISHED_GRACE": "1h",
+                **SPLIT}
+
+    def on_screen(text: str) -> None:
+        if "sweep: 1,501 files walked" in text:
+            release.set()
+
+    screen = run_on_terminal("sweep", "--data-dir", str(root), "--cdn", "--dry-run", "--json", env=settings,
+                             columns=120, on_screen=on_screen)
+    assert release.is_set() and screen.code == 8, screen.text
+    report = screen.raw[screen.raw.index("{"):]
+    assert "files walked" not in report and "\x1b" not in report, report  # no redraw nor erasure in it
+    document = orjson.loads(report.replace("\r\n", "\n"))
+    assert [action["path"] for action in document["steps"][0]["actions"]] == ["images/pub-50.png"], document
+
+
 @settings(max_examples=200)
 @given(paths=st.sets(st.text("ab/", min_size=1, max_size=6), max_size=60), shares=st.integers(1, 4),
        limit=st.integers(1, 8), seed=st.randoms(use_true_random=False))
