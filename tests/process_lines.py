@@ -13,13 +13,24 @@ from typing import IO
 PATIENCE = 120.0
 
 
+def _default_stop_signals() -> None:
+    """SIGINT and SIGTERM as a container runtime or service manager leaves them for what it starts: default.
+
+    A test runner started as a background job (``make test &``) inherits SIGINT
+    ignored, every child with it, and a non-interactive shell can't trap a
+    signal ignored on entry: the entrypoint would never see the SIGINT sent.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 class Running:
     """``argv`` started with stdout and stderr read line by line (``merge``: stderr into ``out``)."""
 
     def __init__(self, argv: Sequence[str], env: dict[str, str], merge: bool = False) -> None:
         self.process = subprocess.Popen(
             list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT if merge else subprocess.PIPE,
-            text=True, env=env,
+            text=True, env=env, preexec_fn=_default_stop_signals,
         )
         self.out: list[str] = []
         self.err: list[str] = []
