@@ -1,175 +1,217 @@
-"""The tree census pressure takes on its walk: what each top-level entry of DATA_DIR holds.
+"""The tree census audit and pressure share: one walk of all of DATA_DIR, counted as ``du`` counts.
 
-One walk of all of DATA_DIR (each file once) streams the media files to the
-eviction planner and, on the way, counts the allocated bytes of every
-top-level entry (each inode once), so that when eviction is not enough the
-report can say which entries hold the space.
+``count_walk`` counts every regular file's allocated and apparent bytes under
+its top-level entry of DATA_DIR (each inode once: a file with other hard
+links is counted when the walk is over, at its first path in path order),
+keeps the largest files with a bounded heap, counts directories, symlinks,
+mounts and special files (never followed or entered), and on the way streams
+the files of the media directories to whoever asks: pressure's planner
+(``datagc.planwalk``). Audit reports the census (``count_tree``); pressure,
+when eviction is not enough, names the entries that hold the space.
 
-``plan_on_walk`` splits that walk across cores (``datagc.parallel``): each
-worker counts its share and plans over its share's media files; the parent
-adds the counts up and merges the workers' victims in eviction order. That
-union holds every victim of a plan over the whole tree (the victims a worker
-contributes are a prefix of its own share's eviction order, and its own plan
-took the shortest prefix that frees what is needed), so the shortest prefix
-of the merge that frees what is needed is the plan a serial walk makes.
+The walk is split across cores when the tree is large (``datagc.parallel``):
+each worker counts its share into a census of its own, and the parent adds
+them up (``Census.add``) and settles the hard-linked inodes (``settle``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import heapq
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import chain
+from typing import TYPE_CHECKING
 
-from datagc.eviction import PressurePlan, Tally, Victims, list_not_needed, victim
-from datagc.facts import FileStat
-from datagc.keptlist import KeptList
+from datagc.facts import FileStat, Tally
 from datagc.parallel import fold_walk
-from datagc.progress import MASK, Counter, WalkProgress
-from datagc.safety.datadir import DataDir
-from datagc.safety.walk import FILE, Share, WalkEntry
+from datagc.progress import EVERY
+from datagc.safety.walk import DIRECTORY, FILE, MOUNT, SYMLINK, Share, WalkEntry
 
-Planner = Callable[[Iterable[FileStat]], PressurePlan]
+if TYPE_CHECKING:
+    from datagc.progress import Counter, WalkProgress
+    from datagc.safety.datadir import DataDir
+
+#: one of the largest files: (allocated bytes, directory, name), a total order whatever the walk's order
+Large = tuple[int, str, str]
 
 
 @dataclass
-class Holdings:
-    """Allocated bytes per top-level entry of DATA_DIR, counted by the walk (each inode once),
-    to say what holds the space when eviction is not enough; and what the walk couldn't read."""
+class Census:
+    """What a walk of DATA_DIR (or one worker's share of it) counted."""
 
+    #: how many of the largest files to keep (0: none)
+    top: int = 0
+    #: whether to list the symlinks and mounts met by path (audit names them; pressure only counts)
+    named: bool = False
+    apparent_bytes: int = 0
+    dirs: int = 0
+    special_files: int = 0
+    symlinks: list[str] = field(default_factory=list)
+    mounts: list[str] = field(default_factory=list)
+    #: allocated bytes and files per top-level entry of DATA_DIR
     entries: dict[str, Tally] = field(default_factory=dict)
+    #: min-heap of the ``top`` largest files
+    largest: list[Large] = field(default_factory=list)
+    #: files with other hard links, counted once by ``settle``: inode -> (directory, name, allocated, apparent)
+    linked: dict[int, tuple[str, str, int, int]] = field(default_factory=dict)
+    #: directories the walk couldn't read, with the error
     errors: list[tuple[str, OSError]] = field(default_factory=list)
-    #: files with other hard links, counted once when the walk is over: (dev, inode) -> (entry, allocated)
-    linked: dict[tuple[int, int], tuple[str, int]] = field(default_factory=dict)
 
     @property
     def total_bytes(self) -> int:
         return sum(entry.bytes for entry in self.entries.values())
 
-    def largest(self, count: int) -> list[tuple[str, Tally]]:
-        return sorted(self.entries.items(), key=lambda item: item[1].bytes, reverse=True)[:count]
+    @property
+    def files(self) -> int:
+        return sum(entry.files for entry in self.entries.values())
+
+    def holders(self, count: int) -> list[tuple[str, Tally]]:
+        """The ``count`` top-level entries holding the most bytes (equal ones by name: the same split or not)."""
+        return sorted(self.entries.items(), key=lambda item: (-item[1].bytes, item[0]))[:count]
+
+    def largest_files(self) -> list[Large]:
+        """The largest files kept, largest first (then in path order)."""
+        return sorted(self.largest, key=lambda item: (-item[0], item[1], item[2]))
 
     def on_error(self, path: str, error: OSError) -> None:
         self.errors.append((path, error))
 
-    def add(self, other: Holdings) -> None:
+    def add(self, other: Census) -> None:
         """Count ``other`` (another share of the same walk) in."""
+        self.apparent_bytes += other.apparent_bytes
+        self.dirs += other.dirs
+        self.special_files += other.special_files
+        self.symlinks.extend(other.symlinks)
+        self.mounts.extend(other.mounts)
         for name, tally in other.entries.items():
-            mine = self.entries.setdefault(name, Tally())
-            mine.files += tally.files
-            mine.bytes += tally.bytes
-        for key, seen in other.linked.items():
-            if key not in self.linked or seen < self.linked[key]:
-                self.linked[key] = seen
+            mine = self.entries.get(name)
+            if mine is None:
+                self.entries[name] = Tally(tally.files, tally.bytes)
+            else:
+                mine.files += tally.files
+                mine.bytes += tally.bytes
+        for item in other.largest:
+            _keep(self.largest, item, self.top)
+        for ino, seen in other.linked.items():
+            if ino not in self.linked or seen[:2] < self.linked[ino][:2]:
+                self.linked[ino] = seen
 
     def settle(self) -> None:
-        """Count each hard-linked inode once, under the first entry (in name order) that holds a link to it."""
-        for name, allocated in self.linked.values():
-            self.entries.setdefault(name, Tally()).add(allocated)
+        """Count each hard-linked inode once, at its first path in path order; sort what is listed by path."""
+        for directory, name, allocated, apparent in self.linked.values():
+            self.entries.setdefault(directory.partition("/")[0] if directory else name, Tally()).add(allocated)
+            self.apparent_bytes += apparent
+            _keep(self.largest, (allocated, directory, name), self.top)
         self.linked.clear()
+        self.symlinks.sort()
+        self.mounts.sort()
 
 
-def media_of(
-    entries: Iterator[WalkEntry], media_dirs: Sequence[str], holdings: Holdings, counter: Counter | None = None
+def _keep(heap: list[Large], item: Large, top: int) -> None:
+    if len(heap) < top:
+        heapq.heappush(heap, item)
+    elif top and item > heap[0]:
+        heapq.heapreplace(heap, item)
+
+
+def count_walk(
+    entries: Iterator[WalkEntry], census: Census, media_dirs: Sequence[str] = (), counter: Counter | None = None
 ) -> Iterator[FileStat]:
-    """The regular files of the media directories among ``entries``; every file is counted in ``holdings``
-    (files with other hard links in ``holdings.linked``, until ``settle``) and, for the progress display,
-    by ``counter``."""
+    """Count ``entries`` (a walk of DATA_DIR, or a share of it) into ``census``, the files walked to ``counter``
+    (a terminal's progress); yield the regular files of ``media_dirs`` on the way.
+
+    The walk yields a directory's entries together, under one ``directory``
+    string: what depends on the directory is looked up once, and its files are
+    summed before they are counted in. A file enters the heap of the largest
+    only when it is at least as large as the smallest there (``floor``).
+    """
+    totals, largest, linked, top, named = census.entries, census.largest, census.linked, census.top, census.named
     media = frozenset(media_dirs)
-    seen = seen_bytes = 0
     prefixes = tuple(f"{directory}/" for directory in media_dirs)
     current: str | None = None
     in_media = False
-    entry = Tally()
+    blocks = files = apparent = 0  # the current directory's files, not yet in its entry's tally
+    counted = counted_blocks = 0  # files counted in before the current directory's, for progress
+    next_report = EVERY
+    floor = 0 if top else -1  # blocks a file needs to enter the heap (-1: no heap)
     for kind, directory, name, st in entries:
         if kind is not FILE:
+            if kind is DIRECTORY:
+                census.dirs += 1
+            elif kind is SYMLINK:
+                if named:
+                    census.symlinks.append(f"{directory}/{name}" if directory else name)
+            elif kind is MOUNT:
+                if named:
+                    census.mounts.append(f"{directory}/{name}" if directory else name)
+            else:
+                census.special_files += 1
             continue
         assert st is not None
-        allocated = st.st_blocks * 512
-        if counter is not None:
-            seen += 1
-            seen_bytes += allocated
-            if not seen & MASK:
-                counter.seen(seen, seen_bytes)
         if directory is not current:
+            if files:
+                _count_in(census, current, files, blocks, apparent)
+                counted += files
+                counted_blocks += blocks
+                blocks = files = apparent = 0
+                if counter is not None and counted >= next_report:
+                    counter.seen(counted, counted_blocks * 512)
+                    next_report = counted + EVERY
             current = directory
             in_media = directory in media or directory.startswith(prefixes)
-            if directory:
-                entry = holdings.entries.setdefault(directory.partition("/")[0], Tally())
-        top = directory.partition("/")[0] if directory else name
-        if st.st_nlink == 1:
-            counted = entry if directory else holdings.entries.setdefault(name, Tally())
-            counted.files += 1
-            counted.bytes += allocated
-        else:
-            key = (st.st_dev, st.st_ino)
-            if key not in holdings.linked or (top, allocated) < holdings.linked[key]:
-                holdings.linked[key] = (top, allocated)
+        here = st.st_blocks
+        if st.st_nlink > 1:
+            seen = linked.get(st.st_ino)
+            if seen is None or (directory, name) < seen[:2]:
+                linked[st.st_ino] = (directory, name, here * 512, st.st_size)
+        elif directory:
+            blocks += here
+            files += 1
+            apparent += st.st_size
+            if here >= floor >= 0:
+                _keep(largest, (here * 512, directory, name), top)
+                if len(largest) == top:
+                    floor = largest[0][0] // 512
+        else:  # a file at the top of DATA_DIR is an entry of its own
+            totals.setdefault(name, Tally()).add(here * 512)
+            census.apparent_bytes += st.st_size
+            counted += 1
+            counted_blocks += here
+            if here >= floor >= 0:
+                _keep(largest, (here * 512, directory, name), top)
+                if len(largest) == top:
+                    floor = largest[0][0] // 512
         if in_media:
             yield FileStat.of(f"{directory}/{name}", st)
+    if files:
+        _count_in(census, current, files, blocks, apparent)
     if counter is not None:
-        counter.seen(seen, seen_bytes)
+        counter.seen(counted + files, (counted_blocks + blocks) * 512)
 
 
-@dataclass
-class _Part:
-    """What one worker sends back: its census, and its plan (its victims compactly, in eviction order)."""
+def _count_in(census: Census, directory: str | None, files: int, blocks: int, apparent: int) -> None:
+    """One directory's single-link files, summed, counted under its top-level entry."""
+    assert directory
+    entry = directory.partition("/")[0]
+    tally = census.entries.get(entry)
+    if tally is None:
+        tally = census.entries[entry] = Tally()
+    tally.files += files
+    tally.bytes += blocks * 512
+    census.apparent_bytes += apparent
 
-    holdings: Holdings
-    plan: PressurePlan
 
+def count_tree(data_dir: DataDir, top: int, progress: WalkProgress | None = None) -> Census:
+    """The census of all of DATA_DIR (audit's), keeping the ``top`` largest files and naming symlinks and
+    mounts; the walk's count goes to ``progress`` (a terminal)."""
+    census = Census(top, named=True)
 
-def plan_on_walk(
-    data_dir: DataDir, media_dirs: Sequence[str], planner: Planner, progress: WalkProgress | None = None
-) -> tuple[PressurePlan, Holdings]:
-    """Walk all of DATA_DIR (split across cores when it is large), count it and plan with ``planner``
-    (``eviction.rank_pressure``); the walk's count goes to ``progress`` (a terminal)."""
-    census = Holdings()
+    def fold(entries: Iterator[WalkEntry], share: Share | None) -> Census:
+        part = Census(top, named=True)
+        for _ in count_walk(entries, part, (), progress.counter(share) if progress is not None else None):
+            pass  # no media asked for: nothing is yielded
+        return part
 
-    def fold(entries: Iterator[WalkEntry], share: Share | None) -> _Part:
-        holdings = Holdings()
-        counter = progress.counter(share) if progress is not None else None
-        return _Part(holdings, planner(media_of(entries, media_dirs, holdings, counter)))
-
-    parts = fold_walk(data_dir, "", fold, census.on_error)
-    for part in parts:
-        census.add(part.holdings)
+    for part in fold_walk(data_dir, "", fold, census.on_error):
+        census.add(part)
     census.settle()
-    if len(parts) == 1:
-        return parts[0].plan, census
-    return _merged([part.plan for part in parts]), census
-
-
-def _merged(parts: Sequence[PressurePlan]) -> PressurePlan:
-    """The plan over the whole tree from the plans of its shares: the shortest prefix, in eviction order, of
-    the shares' victims merged, that frees what is needed; what the shares counted and spared, added up."""
-    first = parts[0]
-    plan = PressurePlan(needed_bytes=first.needed_bytes, needed_inodes=first.needed_inodes,
-                        victims=Victims(parts=[part.victims for part in parts]),
-                        listing=None if first.listing is None else KeptList())
-    entries = plan.victims.merged()
-    for entry in entries:
-        if plan.planned_bytes >= plan.needed_bytes and plan.planned_files >= plan.needed_inodes:
-            if plan.listing is not None:  # --verbose: the shares' victims after the prefix are not needed
-                for rest in chain((entry,), entries):
-                    list_not_needed(plan.listing, rest)
-            break
-        file, rank = victim(entry)
-        plan.chosen[rank].add(file.allocated)
-        plan.victims.count += 1
-    _add_spared(plan, parts)
-    return plan
-
-
-def _add_spared(plan: PressurePlan, parts: Sequence[PressurePlan]) -> None:
-    """The second plan saw only victims: what the workers counted and spared is theirs, added up."""
-    plan.eligible = [Tally(sum(part.eligible[rank].files for part in parts),
-                           sum(part.eligible[rank].bytes for part in parts)) for rank in range(len(plan.eligible))]
-    for name in ("too_young", "protected", "hard_linked"):
-        tallies = [getattr(part, name) for part in parts]
-        setattr(plan, name, Tally(sum(t.files for t in tallies), sum(t.bytes for t in tallies)))
-    plan.kept = sorted((kept for part in parts for kept in part.kept), key=lambda kept: kept.path)
-    if plan.listing is not None:  # --verbose: the merge's (victims it let go) and every worker's
-        for part in parts:
-            if part.listing is not None:
-                plan.listing.merge(part.listing)
-    plan.held_open = sorted((held for part in parts for held in part.held_open), key=lambda held: held[0].path)
+    return census

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 
 from datagc.config.schema import PressureConfig
-from datagc.facts import FileStat
+from datagc.facts import FileStat, Tally
 from datagc.keptlist import KeptList
 from datagc.limits import Need
 from datagc.model import Action, Delete, Detail, FeedNull, Kept, Plan, note
@@ -36,18 +36,6 @@ CLASS_DETAILS = (Detail("on-cdn"), Detail("unreferenced"), Detail("referenced"))
 _VERIFIED = dataclasses.replace(CLASS_DETAILS[PUBLISHED], verified=True)
 #: why a file was kept, for --verbose's list (``keptlist``): not needed is NOT_NEEDED + its class
 TOO_YOUNG, SPARED, NO_BLOCKS, NOT_NEEDED = 0, 1, 2, 3
-
-
-@dataclass
-class Tally:
-    """A count of files and their allocated bytes."""
-
-    files: int = 0
-    bytes: int = 0
-
-    def add(self, size: int) -> None:
-        self.files += 1
-        self.bytes += size
 
 
 @dataclass

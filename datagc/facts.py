@@ -65,6 +65,18 @@ class FileStat(NamedTuple):
         return self.allocated if self.nlink == 1 else 0
 
 
+@dataclass(slots=True)
+class Tally:
+    """A count of files and their allocated bytes."""
+
+    files: int = 0
+    bytes: int = 0
+
+    def add(self, size: int) -> None:
+        self.files += 1
+        self.bytes += size
+
+
 _NUMBERS = 7  # FileStat's fields after the path
 _WRAP = 1 << 64
 

@@ -10,21 +10,17 @@ deleted files still held open, found in /proc.
 from __future__ import annotations
 
 import errno
-import heapq
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from datagc.census import count_tree
 from datagc.config.schema import Config
 from datagc.exitcodes import Exit
 from datagc.facts import DiskUsage
 from datagc.limits import Figures, Limit, crossed, evaluate, measure_fs
 from datagc.openfiles import command
-from datagc.parallel import fold_walk
-from datagc.progress import MASK
 from datagc.safety.datadir import DataDir
-from datagc.safety.walk import DIRECTORY, FILE, MOUNT, SYMLINK, Share, WalkEntry
 
 if TYPE_CHECKING:
     from datagc.progress import WalkProgress
@@ -120,125 +116,18 @@ def audit(config: Config, data_dir: DataDir, progress: WalkProgress | None = Non
     return report
 
 
-@dataclass
-class _Census:
-    """What one walk (or one worker's share of it) saw: tallies, and the few files worth naming."""
-
-    total_bytes: int = 0
-    apparent_bytes: int = 0
-    files: int = 0
-    dirs: int = 0
-    special_files: int = 0
-    symlinks: list[str] = field(default_factory=list)
-    mounts: list[str] = field(default_factory=list)
-    #: top-level entry -> [allocated bytes, files]
-    totals: dict[str, list[int]] = field(default_factory=dict)
-    #: min-heap of the largest (allocated, directory, name): a total order, the same whatever the walk order
-    largest: list[tuple[int, str, str]] = field(default_factory=list)
-    #: files with other hard links, counted once at the merge: inode -> (directory, name, allocated, apparent)
-    linked: dict[int, tuple[str, str, int, int]] = field(default_factory=dict)
-
-    def add(self, directory: str, name: str, allocated: int, apparent: int, top: int) -> None:
-        self.total_bytes += allocated
-        self.apparent_bytes += apparent
-        self.files += 1
-        bucket = self.totals.setdefault(directory.split("/", 1)[0] if directory else name, [0, 0])
-        bucket[0] += allocated
-        bucket[1] += 1
-        _keep_largest(self.largest, (allocated, directory, name), top)
-
-
-def _keep_largest(heap: list[tuple[int, str, str]], item: tuple[int, str, str], top: int) -> None:
-    if len(heap) < top:
-        heapq.heappush(heap, item)
-    elif top and item > heap[0]:
-        heapq.heapreplace(heap, item)
-
-
-def _census(
-    entries: Iterator[WalkEntry], share: Share | None, top: int, progress: WalkProgress | None
-) -> _Census:
-    """Fold a walk into a ``_Census`` (run in each worker of a split walk, on its share)."""
-    census = _Census()
-    totals, largest, linked = census.totals, census.largest, census.linked
-    counter = progress.counter(share) if progress is not None else None
-    bucket = [0, 0]
-    bucket_of = None
-    for kind, directory, name, st in entries:
-        if kind is not FILE:
-            if kind is DIRECTORY:
-                census.dirs += 1
-            elif kind is SYMLINK:
-                census.symlinks.append(_join(directory, name))
-            elif kind is MOUNT:
-                census.mounts.append(_join(directory, name))
-            else:
-                census.special_files += 1
-            continue
-        assert st is not None
-        allocated = st.st_blocks * 512
-        if st.st_nlink > 1:
-            seen = linked.get(st.st_ino)
-            if seen is None or (directory, name) < seen[:2]:
-                linked[st.st_ino] = (directory, name, allocated, st.st_size)
-            continue
-        census.total_bytes += allocated
-        census.apparent_bytes += st.st_size
-        census.files += 1
-        entry = directory.split("/", 1)[0] if directory else name
-        if entry != bucket_of:
-            bucket_of = entry
-            bucket = totals.setdefault(entry, [0, 0])
-        bucket[0] += allocated
-        bucket[1] += 1
-        item = (allocated, directory, name)
-        if len(largest) < top:
-            heapq.heappush(largest, item)
-        elif top and item > largest[0]:
-            heapq.heapreplace(largest, item)
-        if counter is not None and not census.files & MASK:
-            counter.seen(census.files, census.total_bytes)
-    if counter is not None:
-        counter.seen(census.files, census.total_bytes)
-    return census
-
-
 def _walk_tree(data_dir: DataDir, top: int, report: AuditReport, progress: WalkProgress | None) -> None:
-    def on_error(path: str, error: OSError) -> None:
-        report.errors.append(f"{path or '.'}: {error.strerror or error} (not counted)")
-
-    parts = fold_walk(data_dir, "", lambda entries, share: _census(entries, share, top, progress), on_error)
-    merged = _Census()
-    for part in parts:
-        merged.total_bytes += part.total_bytes
-        merged.apparent_bytes += part.apparent_bytes
-        merged.files += part.files
-        merged.dirs += part.dirs
-        merged.special_files += part.special_files
-        merged.symlinks.extend(part.symlinks)
-        merged.mounts.extend(part.mounts)
-        for entry, (size, files) in part.totals.items():
-            bucket = merged.totals.setdefault(entry, [0, 0])
-            bucket[0] += size
-            bucket[1] += files
-        for item in part.largest:
-            _keep_largest(merged.largest, item, top)
-        for ino, seen in part.linked.items():
-            if ino not in merged.linked or seen[:2] < merged.linked[ino][:2]:
-                merged.linked[ino] = seen
-    for directory, name, allocated, apparent in merged.linked.values():  # each inode once, at its first path
-        merged.add(directory, name, allocated, apparent, top)
-    report.total_bytes, report.apparent_bytes, report.files = merged.total_bytes, merged.apparent_bytes, merged.files
-    report.dirs, report.special_files = merged.dirs, merged.special_files
-    report.symlinks, report.mounts = sorted(merged.symlinks), sorted(merged.mounts)
+    """The census of DATA_DIR (the walk pressure takes too: ``datagc.census``) into ``report``."""
+    census = count_tree(data_dir, top, progress)
+    report.errors.extend(f"{path or '.'}: {error.strerror or error} (not counted)" for path, error in census.errors)
+    report.total_bytes, report.apparent_bytes, report.files = census.total_bytes, census.apparent_bytes, census.files
+    report.dirs, report.special_files = census.dirs, census.special_files
+    report.symlinks, report.mounts = census.symlinks, census.mounts
     report.breakdown = sorted(
-        (EntryTotal(path, size, files) for path, (size, files) in merged.totals.items()),
+        (EntryTotal(path, tally.bytes, tally.files) for path, tally in census.entries.items()),
         key=lambda entry: (-entry.bytes, entry.path),
     )
-    report.largest = [
-        LargeFile(_join(directory, name), size)
-        for size, directory, name in sorted(merged.largest, key=lambda item: (-item[0], item[1], item[2]))
-    ]
+    report.largest = [LargeFile(_join(directory, name), size) for size, directory, name in census.largest_files()]
 
 
 def _exists(data_dir: DataDir, path: str) -> bool:

@@ -3,8 +3,8 @@ the free floor, inodes: :mod:`datagc.limits`), evict media until every crossed l
 its target (SPEC §2, §7.7).
 
 ``prepare`` measures the limits and, when one is crossed, reads the feed, finds
-the files processes hold open (:mod:`datagc.openfiles`), walks the tree
-(:mod:`datagc.census`) into the pure planner (:mod:`datagc.eviction`) and, with
+the files processes hold open (:mod:`datagc.openfiles`), walks the tree (:mod:`datagc.planwalk`: the
+census shared with audit, :mod:`datagc.census`) into the pure planner (:mod:`datagc.eviction`) and, with
 ``cdn.verify``, asks the CDN about the published victims; the executor evicts;
 ``conclude`` measures again and explains the outcome.
 
@@ -45,7 +45,7 @@ from itertools import chain
 
 from datagc import cdn, leftovers, limits, openfiles
 from datagc.cdn import is_media_path
-from datagc.census import Holdings, plan_on_walk
+from datagc.census import Census
 from datagc.eviction import (
     CLASS_DETAILS,
     CLASS_NAMES,
@@ -64,6 +64,7 @@ from datagc.feed.index import FeedIndex, index_feeds
 from datagc.limits import Figures, Limit, Need
 from datagc.model import Detail, Failure, Note, PassContext, PassSpec, StepReport, note
 from datagc.openfiles import OpenFiles
+from datagc.planwalk import plan_on_walk
 from datagc.safety.datadir import DataDir
 from datagc.veto import Veto
 
@@ -78,7 +79,7 @@ class PressurePass(PressurePlan):
     before: Figures | None = None
     #: every limit as the pass found it
     standing: list[Limit] = field(default_factory=list)
-    census: Holdings = field(default_factory=Holdings)
+    census: Census = field(default_factory=Census)
     #: the feed could not be read: nothing may be evicted, the disk stays above the threshold
     blind: bool = False
     #: published victims the CDN confirmed (``cdn.verify``)
@@ -327,7 +328,7 @@ def _still_above(
     for name, freed in step.deleted_under.items():
         if name in census.entries:
             census.entries[name].bytes -= freed
-    top = census.largest(TOP_HOLDERS)
+    top = census.holders(TOP_HOLDERS)
     held = census.total_bytes
     share = held / after.used_bytes if after.used_bytes else 0.0
     step.details.update(
