@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import threading
@@ -13,15 +14,19 @@ from typing import IO
 PATIENCE = 120.0
 
 
-def _default_stop_signals() -> None:
-    """SIGINT and SIGTERM as a container runtime or service manager leaves them for what it starts: default.
+def _default_signals() -> None:
+    """Every signal as a container runtime or service manager leaves it for what it starts: default, none blocked.
 
     A test runner started as a background job (``make test &``) inherits SIGINT
-    ignored, every child with it, and a non-interactive shell can't trap a
-    signal ignored on entry: the entrypoint would never see the SIGINT sent.
+    ignored, one started with ``nohup`` SIGHUP ignored, and every child with it;
+    a non-interactive shell can't trap a signal ignored on entry, so the
+    entrypoint would never see the signal the test sends.
     """
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    for number in signal.valid_signals():
+        if number not in (signal.SIGKILL, signal.SIGSTOP):
+            with contextlib.suppress(OSError, ValueError):  # those the C library keeps for itself
+                signal.signal(number, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
 
 
 class Running:
@@ -30,7 +35,7 @@ class Running:
     def __init__(self, argv: Sequence[str], env: dict[str, str], merge: bool = False) -> None:
         self.process = subprocess.Popen(
             list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT if merge else subprocess.PIPE,
-            text=True, env=env, preexec_fn=_default_stop_signals,
+            text=True, env=env, preexec_fn=_default_signals,
         )
         self.out: list[str] = []
         self.err: list[str] = []
