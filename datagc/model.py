@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from errno import ENOSPC
 from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeVar
@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeVar
 from datagc.config.schema import Config
 from datagc.exitcodes import Exit
 from datagc.facts import DiskUsage, FileIdentity
+from datagc.notes import Note as Note
+from datagc.notes import note as note
 from datagc.safety.datadir import DataDir
 
 if TYPE_CHECKING:
@@ -28,18 +30,6 @@ if TYPE_CHECKING:
 
 Reason = Literal["age", "published", "temp", "pressure", "repair"]
 StepStatus = Literal["ok", "error", "skipped", "disabled"]
-
-
-@dataclass(frozen=True, slots=True)
-class Note:
-    """Something to tell about a step, as a code and its facts (``wording.text`` makes the sentence)."""
-
-    code: str
-    fields: Mapping[str, object] = field(default_factory=dict)
-
-
-def note(code: str, **fields: object) -> Note:
-    return Note(code, fields)
 
 
 #: why this file and not another (``wording.detail_text`` says it): a temp file past sweep.temp_max_age,

@@ -21,10 +21,9 @@ from datagc import executor
 from datagc.config.schema import Config
 from datagc.feed.index import FeedIndex, index_feeds
 from datagc.journal import JournalRead, StateDirError, read_journal, rfc3339
-from datagc.model import FeedNull, PassContext, StepReport, note
+from datagc.model import FeedNull, Note, PassContext, StepReport, note
 from datagc.safety.datadir import DataDir, split_path
 from datagc.safety.unlink import DirCache
-from datagc.wording import feed_problem_text
 
 #: a path that can't be looked at for these reasons is gone (its directory is gone or is a file now)
 _GONE = frozenset({errno.ENOENT, errno.ENOTDIR})
@@ -114,8 +113,8 @@ class DanglingCheck:
     """Audit's findings about the feed: dangling references, and why the check may be incomplete."""
 
     found: list[Dangling] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
+    errors: list[Note] = field(default_factory=list)
 
 
 def dangling_references(data_dir: DataDir, config: Config) -> DanglingCheck:
@@ -125,8 +124,7 @@ def dangling_references(data_dir: DataDir, config: Config) -> DanglingCheck:
     """
     check = DanglingCheck()
     index = index_feeds(data_dir, config)
-    check.notes += [f"{feed_problem_text(problem)}; its references were not checked for missing files"
-                    for problem in index.problems]
+    check.notes += [note("dangling-feed-unchecked", problem=problem) for problem in index.problems]
     candidates: dict[FeedNull, set[str]] = {}
     for path, nulls in index.local_refs.items():
         for null in nulls:
@@ -137,10 +135,10 @@ def dangling_references(data_dir: DataDir, config: Config) -> DanglingCheck:
     try:
         read = read_journal(data_dir, config)
     except StateDirError as error:
-        check.errors.append(f"{error}; dangling references can't be told apart by who deleted the file")
+        check.errors.append(note("dangling-journal-unreadable", problem=str(error)))
         read = JournalRead()
     if read.bad_count:
-        check.notes.append(f"journal: {read.bad_count} corrupt line(s) skipped (line {read.bad_lines[0]} first)")
+        check.notes.append(note("journal-corrupt", count=read.bad_count, first=read.bad_lines[0]))
     deleted = deleted_paths(read) & gone
     for null, named in sorted(candidates.items(), key=lambda item: (item[0].path, item[0].post or "", item[0].url)):
         if named <= gone:  # every file the URL may name is missing

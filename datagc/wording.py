@@ -382,6 +382,17 @@ SENTENCES: dict[str, Callable[[Fields], str]] = {
                                     "and kept",
     "open-files-unreadable": lambda f: f"{_count(f['count'])} processes' open files could not be read: a file one "
                                        "of them holds open may be evicted (run as root to see them)",
+    # audit
+    "audit-statfs-failed": lambda f: f"statfs failed: {f['error']}",
+    "audit-dir-unreadable": lambda f: f"{f['path']}: {f['error']} (not counted)",
+    "audit-not-mount-root": lambda f: "the data directory is not the root of its filesystem: unaccounted space "
+                                      "includes files outside it",
+    "audit-proc-unreadable": lambda f: "/proc is unreadable: deleted files still held open can't be listed",
+    "audit-procs-unreadable": lambda f: f"{f['count']} processes' open files could not be read (run as root to see "
+                                        "them)",
+    "dangling-feed-unchecked": lambda f: f"{_problem(f)}; its references were not checked for missing files",
+    "dangling-journal-unreadable": lambda f: f"{f['problem']}; dangling references can't be told apart by who "
+                                             "deleted the file",
 }
 
 

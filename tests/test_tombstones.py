@@ -191,3 +191,37 @@ def test_a_service_writing_a_stale_copy_throughout_a_pressure_pass_is_repaired_b
     assert [entry["imageUrl"] for entry in posts(data) if entry["id"] != "stale"] == [None] * len(document)
     assert post(data, "stale")["text"].startswith("written from the old copy")  # the service's own post stays
     assert run_datagc("audit", "--data-dir", str(data), "--json").json()["dangling_references"] == []
+
+
+def test_audit_says_why_its_dangling_check_is_incomplete(tmp_path: Path) -> None:
+    """A feed that doesn't parse, a journal with a corrupt line, a state dir that can't be read: each is told
+    once, in the same words in the plain lines and the JSON, and the state dir fails the audit (bit 1)."""
+    data = tmp_path / "data"
+    write_file(data / "images" / "here.png", 100, 0)
+    (data / "posts.json").write_text(json.dumps([{"id": "p1", "imageUrl": "/images/gone.png"}]))
+    (data / "broken.json").write_text("[{")
+    (data / ".datagc").mkdir()
+    (data / ".datagc" / "journal.jsonl").write_text("{not json\n")
+    config = tmp_path / "datagc.toml"
+    config.write_text('[feed]\nfiles = ["posts.json", "broken.json"]\n')
+    args = ("--data-dir", str(data), "--config", str(config))
+    report = run_datagc("audit", *args, "--json")
+    assert report.code == 0, report.stderr
+    answer = report.json()
+    assert answer["notes"][-2:] == [  # after the notes about the disk and /proc
+        "feed broken.json is not JSON (Expecting property name enclosed in double quotes at line 1 column 3); "
+        "its references were not checked for missing files",
+        "journal: 1 corrupt line(s) skipped (line 1 first)",
+    ]
+    assert [(d["path"], d["deleted_by_datagc"]) for d in answer["dangling_references"]] == [("images/gone.png", False)]
+    plain = run_datagc("audit", *args)
+    assert f"[disk-audit] note: {answer['notes'][-1]}" in plain.stdout.splitlines()
+
+    (data / ".datagc" / "journal.jsonl").unlink()
+    (data / ".datagc").rmdir()
+    (data / ".datagc").write_text("not a directory")
+    failed = run_datagc("audit", *args, "--json")
+    assert failed.code & Exit.STEP_FAILED
+    [error] = failed.json()["errors"]
+    assert error.endswith("; dangling references can't be told apart by who deleted the file")
+    assert failed.stderr.splitlines() == [f"datagc: audit: {error}"]

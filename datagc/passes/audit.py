@@ -19,6 +19,7 @@ from datagc.config.schema import Config
 from datagc.exitcodes import Exit
 from datagc.facts import DiskUsage
 from datagc.limits import Figures, Limit, crossed, evaluate, measure_fs
+from datagc.notes import Note, note
 from datagc.openfiles import command
 from datagc.safety.datadir import DataDir
 
@@ -72,8 +73,9 @@ class AuditReport:
     deleted_open: list[OpenDeleted] = field(default_factory=list)
     #: local feed references naming a missing file (SPEC §9)
     dangling: list[Dangling] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    #: what kept the audit from seeing everything (exit bit 1)
+    errors: list[Note] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
     #: every pressure limit (disk, budget, min_free, inodes) and where it stands
     limits: list[Limit] = field(default_factory=list)
 
@@ -93,7 +95,7 @@ def audit(config: Config, data_dir: DataDir, progress: WalkProgress | None = Non
     try:
         fs = measure_fs(data_dir.fd)
     except OSError as error:
-        report.errors.append(f"statfs failed: {error.strerror}")
+        report.errors.append(note("audit-statfs-failed", error=error.strerror))
     else:
         report.disk = fs.usage
         held = report.total_bytes if config.pressure.budget is not None else None
@@ -102,9 +104,7 @@ def audit(config: Config, data_dir: DataDir, progress: WalkProgress | None = Non
     if report.disk is not None:
         report.unaccounted_bytes = max(0, report.disk.used_bytes - report.total_bytes)
         if not report.mount_root:
-            report.notes.append(
-                "the data directory is not the root of its filesystem: unaccounted space includes files outside it"
-            )
+            report.notes.append(note("audit-not-mount-root"))
     report.deleted_open = _deleted_open_files(data_dir, report.notes)
     if any(_exists(data_dir, feed) for feed in config.feed.files):  # else nothing can dangle (and no import)
         from datagc.tombstones import dangling_references
@@ -119,7 +119,8 @@ def audit(config: Config, data_dir: DataDir, progress: WalkProgress | None = Non
 def _walk_tree(data_dir: DataDir, top: int, report: AuditReport, progress: WalkProgress | None) -> None:
     """The census of DATA_DIR (the walk pressure takes too: ``datagc.census``) into ``report``."""
     census = count_tree(data_dir, top, progress)
-    report.errors.extend(f"{path or '.'}: {error.strerror or error} (not counted)" for path, error in census.errors)
+    report.errors.extend(note("audit-dir-unreadable", path=path or ".", error=error.strerror or str(error))
+                         for path, error in census.errors)
     report.total_bytes, report.apparent_bytes, report.files = census.total_bytes, census.apparent_bytes, census.files
     report.dirs, report.special_files = census.dirs, census.special_files
     report.symlinks, report.mounts = census.symlinks, census.mounts
@@ -151,12 +152,12 @@ def _is_mount_root(data_dir: DataDir) -> bool:
     return parent.st_dev != here.st_dev or parent.st_ino == here.st_ino
 
 
-def _deleted_open_files(data_dir: DataDir, notes: list[str]) -> list[OpenDeleted]:
+def _deleted_open_files(data_dir: DataDir, notes: list[Note]) -> list[OpenDeleted]:
     """Files unlinked but held open by a process, on DATA_DIR's filesystem, from /proc."""
     try:
         pids = [int(name) for name in os.listdir("/proc") if name.isdigit()]
     except OSError:
-        notes.append("/proc is unreadable: deleted files still held open can't be listed")
+        notes.append(note("audit-proc-unreadable"))
         return []
     found: dict[int, OpenDeleted] = {}
     unreadable = 0
@@ -179,5 +180,5 @@ def _deleted_open_files(data_dir: DataDir, notes: list[str]) -> list[OpenDeleted
                 continue
             found[st.st_ino] = OpenDeleted(pid, command(pid), target.removesuffix(" (deleted)"), st.st_blocks * 512)
     if unreadable:
-        notes.append(f"{unreadable} processes' open files could not be read (run as root to see them)")
+        notes.append(note("audit-procs-unreadable", count=unreadable))
     return sorted(found.values(), key=lambda item: -item.bytes)

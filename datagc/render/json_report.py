@@ -122,6 +122,6 @@ def audit_json(report: AuditReport) -> dict[str, Any]:
         "symlinks": [path for path in report.symlinks],
         "mounts": [path for path in report.mounts],
         "special_files": report.special_files,
-        "errors": report.errors,
-        "notes": report.notes,
+        "errors": [text(error) for error in report.errors],
+        "notes": [text(note) for note in report.notes],
     }

@@ -115,5 +115,5 @@ def audit_lines(report: AuditReport) -> list[str]:
     lines += [f"[disk-audit] mount (not walked) {path}" for path in report.mounts]
     if report.symlinks:
         lines.append(f"[disk-audit] symlinks (not followed) {len(report.symlinks)}")
-    lines += [f"[disk-audit] note: {note}" for note in report.notes]
+    lines += [f"[disk-audit] note: {text(note)}" for note in report.notes]
     return lines

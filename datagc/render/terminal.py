@@ -97,7 +97,7 @@ class Renderer:
 
     def audit_report(self, report: AuditReport) -> None:
         for error in report.errors:
-            self.error(f"audit: {error}")
+            self.error(f"audit: {text(error)}")
         if self.json:
             self.write_json(audit_json(report))
         elif self.quiet:
@@ -237,7 +237,7 @@ class Renderer:
         if report.symlinks:
             console.print(f"  {len(report.symlinks)} symlinks (reported, never followed)")
         for note in report.notes:
-            console.print(escape(f"  note: {note}"), markup=False)
+            console.print(escape(f"  note: {text(note)}"), markup=False)
 
 
 def _cell(text: str) -> Any:

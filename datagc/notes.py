@@ -1,0 +1,22 @@
+"""What a pass tells, as a code and its facts: no English here (``wording.text`` makes the sentence).
+
+A module of its own so that audit, whose start-up is timed, says what it
+found the way every pass does without importing the run reports' model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """Something to tell about a step, as a code and its facts (``wording.text`` makes the sentence)."""
+
+    code: str
+    fields: Mapping[str, object] = field(default_factory=dict)
+
+
+def note(code: str, **fields: object) -> Note:
+    return Note(code, fields)
