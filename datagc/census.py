@@ -121,8 +121,9 @@ def count_walk(
 
     The walk yields a directory's entries together, under one ``directory``
     string: what depends on the directory is looked up once, and its files are
-    summed before they are counted in. A file enters the heap of the largest
-    only when it is at least as large as the smallest there (``floor``).
+    summed before they are counted in. Only a file larger than the smallest of
+    the largest kept so far (``floor``, in blocks), or as large and in a
+    directory that sorts after it (``ties``), is offered to the heap.
     """
     totals, largest, linked, top, named = census.entries, census.largest, census.linked, census.top, census.named
     media = frozenset(media_dirs)
@@ -132,7 +133,7 @@ def count_walk(
     blocks = files = apparent = 0  # the current directory's files, not yet in its entry's tally
     counted = counted_blocks = 0  # files counted in before the current directory's, for progress
     next_report = EVERY
-    floor = 0 if top else -1  # blocks a file needs to enter the heap (-1: no heap)
+    floor, ties = _floor(largest, top, "")
     for kind, directory, name, st in entries:
         if kind is not FILE:
             if kind is DIRECTORY:
@@ -158,34 +159,46 @@ def count_walk(
                     next_report = counted + EVERY
             current = directory
             in_media = directory in media or directory.startswith(prefixes)
+            floor, ties = _floor(largest, top, directory)
         here = st.st_blocks
         if st.st_nlink > 1:
             seen = linked.get(st.st_ino)
             if seen is None or (directory, name) < seen[:2]:
                 linked[st.st_ino] = (directory, name, here * 512, st.st_size)
-        elif directory:
-            blocks += here
-            files += 1
-            apparent += st.st_size
-            if here >= floor >= 0:
+        else:
+            if directory:
+                blocks += here
+                files += 1
+                apparent += st.st_size
+            else:  # a file at the top of DATA_DIR is an entry of its own
+                totals.setdefault(name, Tally()).add(here * 512)
+                census.apparent_bytes += st.st_size
+                counted += 1
+                counted_blocks += here
+            if here > floor or (ties and here == floor):
                 _keep(largest, (here * 512, directory, name), top)
-                if len(largest) == top:
-                    floor = largest[0][0] // 512
-        else:  # a file at the top of DATA_DIR is an entry of its own
-            totals.setdefault(name, Tally()).add(here * 512)
-            census.apparent_bytes += st.st_size
-            counted += 1
-            counted_blocks += here
-            if here >= floor >= 0:
-                _keep(largest, (here * 512, directory, name), top)
-                if len(largest) == top:
-                    floor = largest[0][0] // 512
+                floor, ties = _floor(largest, top, directory)
         if in_media:
             yield FileStat.of(f"{directory}/{name}", st)
     if files:
         _count_in(census, current, files, blocks, apparent)
     if counter is not None:
         counter.seen(counted + files, (counted_blocks + blocks) * 512)
+
+
+#: a floor no file reaches: no heap of the largest
+_NO_HEAP = 1 << 62
+
+
+def _floor(heap: list[Large], top: int, directory: str) -> tuple[int, bool]:
+    """The blocks a file of ``directory`` must exceed to be offered to the heap, and whether one with exactly as
+    many may be (the heap decides by path)."""
+    if len(heap) < top:
+        return -1, False
+    if not top:
+        return _NO_HEAP, False
+    smallest = heap[0]
+    return smallest[0] // 512, directory >= smallest[1]
 
 
 def _count_in(census: Census, directory: str | None, files: int, blocks: int, apparent: int) -> None:
