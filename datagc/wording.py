@@ -12,7 +12,6 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from datagc.feed.parse import Undecodable
 from datagc.limits import Limit
 from datagc.units import format_duration, format_size, human_age
 from datagc.units import shown_count as _count
@@ -21,6 +20,7 @@ from datagc.units import shown_size as _size
 if TYPE_CHECKING:  # annotations only: audit never imports the run reports' model (its start-up is timed)
     from datagc.cdn import Verdict
     from datagc.feed.index import FeedProblem
+    from datagc.feed.parse import Undecodable
     from datagc.model import Detail, Failure, Note
 
 Fields = Mapping[str, Any]
@@ -105,7 +105,7 @@ def feed_problem_text(problem: FeedProblem) -> str:
     elif code == "dir-unopenable":
         said = f"is in a directory that cannot be opened ({_strerror(problem.errno)})"
     elif code == "undecodable":
-        said = _undecodable(problem.decoding or Undecodable("not-json"))
+        said = _undecodable(problem.decoding) if problem.decoding is not None else "is not JSON"
     elif code == "rewrite-failed":
         said = f"could not be rewritten ({_strerror(problem.errno)}); it was left as it was"
     elif code == "kept-changing":

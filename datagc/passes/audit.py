@@ -20,7 +20,6 @@ from datagc.exitcodes import Exit
 from datagc.facts import DiskUsage
 from datagc.limits import Figures, Limit, crossed, evaluate, measure_fs
 from datagc.notes import Note, note
-from datagc.openfiles import command
 from datagc.safety.datadir import DataDir
 
 if TYPE_CHECKING:
@@ -178,6 +177,8 @@ def _deleted_open_files(data_dir: DataDir, notes: list[Note]) -> list[OpenDelete
                 continue
             if st.st_dev != data_dir.dev or st.st_nlink != 0 or st.st_blocks == 0 or st.st_ino in found:
                 continue
+            from datagc.openfiles import command  # only once one is found (audit's start-up is timed)
+
             found[st.st_ino] = OpenDeleted(pid, command(pid), target.removesuffix(" (deleted)"), st.st_blocks * 512)
     if unreadable:
         notes.append(note("audit-procs-unreadable", count=unreadable))
