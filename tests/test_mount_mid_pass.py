@@ -52,6 +52,31 @@ def precious(tmp_path: Path) -> Path:
     return tmp_path / "precious"
 
 
+@contextlib.contextmanager
+def holding_the_lock(root: Path, command: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
+    """``datagc`` running ``command`` on ``root``, yielded once it holds the data directory's lock (its start-up
+    mount list is read by then); killed on the way out if it is still running."""
+    lock = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    process = subprocess.Popen([DATAGC, *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(lock, fcntl.LOCK_UN)
+            except BlockingIOError:
+                break
+            assert process.poll() is None and time.monotonic() < deadline, "datagc never took the lock"
+            time.sleep(0.001)
+        yield process
+    finally:
+        os.close(lock)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 def test_the_walk_does_not_enter_a_bind_mount_made_after_it_started(tmp_path: Path) -> None:
     root = tmp_path / "data"
     now = time.time()
@@ -85,27 +110,10 @@ def test_a_sweep_never_deletes_under_a_bind_mount_made_while_it_walks(tmp_path: 
     (root / "voice" / "late").mkdir(parents=True)
     (root / "posts.json").write_text("[]")
     source = precious(tmp_path)
-    lock = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-    process = subprocess.Popen([DATAGC, "sweep", "--data-dir", str(root), "--cdn", "--json"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env())
-    try:
-        deadline = time.monotonic() + 120
-        while True:  # wait until datagc holds the lock: its start-up mount list is read by then
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                fcntl.flock(lock, fcntl.LOCK_UN)
-            except BlockingIOError:
-                break
-            assert process.poll() is None and time.monotonic() < deadline, "datagc never took the lock"
-            time.sleep(0.001)
-        with bind(source, root / "voice" / "late"):
-            _, err = process.communicate(timeout=120)
-            assert sorted(os.listdir(root / "voice" / "late")) == PRECIOUS
-    finally:
-        os.close(lock)
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    command = ["sweep", "--data-dir", str(root), "--cdn", "--json"]
+    with holding_the_lock(root, command, clean_env()) as process, bind(source, root / "voice" / "late"):
+        _, err = process.communicate(timeout=120)
+        assert sorted(os.listdir(root / "voice" / "late")) == PRECIOUS
     assert process.returncode == Exit.SWEPT, err
     assert sorted(os.listdir(source)) == PRECIOUS
     assert not list((root / "images").rglob("*.png"))  # the walk itself went on
@@ -125,29 +133,12 @@ def test_a_bind_mount_made_deep_in_the_tree_mid_pass_is_not_entered(tmp_path: Pa
     (root / "voice" / "a" / "b" / "late").mkdir()
     (root / "posts.json").write_text("[]")
     source = precious(tmp_path)
-    lock = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-    process = subprocess.Popen([DATAGC, "pressure", "--data-dir", str(root), "--threshold", "0.000001",
-                                "--target", "0.000001", "--min-age", "0s", "--json"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**clean_env(), **walk_env})
-    try:
-        deadline = time.monotonic() + 30
-        while True:  # wait until datagc holds the lock: its start-up mount list is read by then
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                fcntl.flock(lock, fcntl.LOCK_UN)
-            except BlockingIOError:
-                break
-            assert process.poll() is None and time.monotonic() < deadline, "datagc never took the lock"
-            time.sleep(0.001)
-        with bind(source, root / "voice" / "a" / "b" / "late"):
-            out, err = process.communicate(timeout=120)
-            assert sorted(os.listdir(root / "voice" / "a" / "b" / "late")) == PRECIOUS
-    finally:
-        os.close(lock)
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    command = ["pressure", "--data-dir", str(root), "--threshold", "0.000001", "--target", "0.000001",
+               "--min-age", "0s", "--json"]
+    late = root / "voice" / "a" / "b" / "late"
+    with holding_the_lock(root, command, {**clean_env(), **walk_env}) as process, bind(source, late):
+        out, err = process.communicate(timeout=120)
+        assert sorted(os.listdir(late)) == PRECIOUS
     assert sorted(os.listdir(source)) == PRECIOUS, out
     assert not (root / "voice" / "a" / "b" / "old.mp3").exists(), out  # the walk itself went on
     assert not list((root / "images").rglob("*.png")), err
