@@ -84,41 +84,35 @@ def loop_ext4(size_bytes: int) -> Iterator[Path]:
     Made with no reserved blocks (``-m 0``) so that root hits ENOSPC at the same
     point as anyone else. ext4 needs roughly 1 MiB for itself; ask for 4 MiB or more.
     """
-    with _mount_point("datagc-ext4-") as point:
-        image_fd, image_name = tempfile.mkstemp(prefix="datagc-ext4-", suffix=".img")
-        image = Path(image_name)
-        try:
-            os.ftruncate(image_fd, size_bytes)
-            os.close(image_fd)
-            if shutil.which("mkfs.ext4") is None:
-                pytest.skip("cannot make an ext4 image: mkfs.ext4 is not installed")
-            made = _run(["mkfs.ext4", "-q", "-F", "-m", "0", "-E", "lazy_itable_init=0", str(image)])
-            if made.returncode != 0:
-                pytest.skip(f"cannot make an ext4 image: mkfs.ext4 failed: {made.stderr.strip()}")
-            _mount_or_skip(["mount", "-o", "loop", str(image), str(point)], f"a {size_bytes}-byte ext4 loop image")
-            try:
-                shutil.rmtree(point / "lost+found", ignore_errors=True)
-                yield point
-            finally:
-                _unmount(point)
-        finally:
-            image.unlink(missing_ok=True)
+    with _loop("ext4", size_bytes, ["mkfs.ext4", "-q", "-F", "-m", "0", "-E", "lazy_itable_init=0"],
+               "e2fsprogs") as point:
+        shutil.rmtree(point / "lost+found", ignore_errors=True)
+        yield point
 
 
 @contextlib.contextmanager
 def loop_xfs(size_bytes: int) -> Iterator[Path]:
     """An xfs filesystem in a ``size_bytes`` image (xfs wants 300 MiB at least), loop-mounted."""
-    if shutil.which("mkfs.xfs") is None:
-        pytest.skip("cannot make an xfs image: mkfs.xfs is not installed (Debian package xfsprogs)")
-    with _mount_point("datagc-xfs-") as point:
-        image = point.with_suffix(".img")
+    with _loop("xfs", size_bytes, ["mkfs.xfs", "-q", "-f"], "xfsprogs") as point:
+        yield point
+
+
+@contextlib.contextmanager
+def _loop(kind: str, size_bytes: int, mkfs: list[str], package: str) -> Iterator[Path]:
+    """A ``kind`` filesystem made by ``mkfs`` (the image's path appended) in a ``size_bytes`` image, loop-mounted;
+    the image is removed on exit."""
+    if shutil.which(mkfs[0]) is None:
+        pytest.skip(f"cannot make an {kind} image: {mkfs[0]} is not installed (Debian package {package})")
+    with _mount_point(f"datagc-{kind}-") as point:
+        image_fd, image_name = tempfile.mkstemp(prefix=f"datagc-{kind}-", suffix=".img")
+        image = Path(image_name)
         try:
-            with image.open("wb") as handle:
+            with os.fdopen(image_fd, "wb") as handle:
                 handle.truncate(size_bytes)
-            made = _run(["mkfs.xfs", "-q", "-f", str(image)])
+            made = _run([*mkfs, str(image)])
             if made.returncode != 0:
-                pytest.skip(f"cannot make an xfs image: mkfs.xfs failed: {made.stderr.strip()}")
-            _mount_or_skip(["mount", "-o", "loop", str(image), str(point)], f"a {size_bytes}-byte xfs loop image")
+                pytest.skip(f"cannot make an {kind} image: {mkfs[0]} failed: {made.stderr.strip()}")
+            _mount_or_skip(["mount", "-o", "loop", str(image), str(point)], f"a {size_bytes}-byte {kind} loop image")
             try:
                 yield point
             finally:
