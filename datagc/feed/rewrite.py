@@ -7,7 +7,7 @@ import json
 import os
 import random
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from datagc.cdn import local_paths, media_prefixes
@@ -72,42 +72,39 @@ def null_references(data_dir: DataDir, config: Config, paths: Collection[str]) -
 
 def _null_in_feed(dir_fd: int, feed: str, config: Config, targets: set[str], outcome: NullOutcome) -> None:
     media_dirs = config.sweep.media_dirs
-    named: set[str] = set()
-    attempts = _Attempts()
-    for _ in attempts:
+    named: set[str] = set()  # the targets the last attempt's rewrite names
+
+    def attempt() -> _Edit | None:
         read = parse_feed(dir_fd, feed, config.feed.url_fields)
         if read is None:
-            return
+            return None
         if isinstance(read, FeedProblem):
             _block(outcome, read, targets)
-            return
+            return None
         text, st, refs = read
         chosen = []
-        named = set()
+        named.clear()
         for position, ref in enumerate(refs):
             hits = local_paths(ref.url, media_dirs) & targets
             if hits:
                 chosen.append(position)
-                named |= hits
+                named.update(hits)
         if not chosen:
-            return
+            return None
         edits = _spans(text, config.feed.url_fields, refs, chosen)
-        content = null_spans(text, edits).encode("utf-8")
-        try:
-            done = replace_if_unchanged(
-                dir_fd, split_path(feed)[1], content, FileIdentity.of(st), st
-            )
-        except OSError as error:
-            problem = FeedProblem(feed, "rewrite-failed", error.errno)
-            _block(outcome, problem, named)
-            return
-        if done == REPLACED:
+
+        def written() -> None:
             outcome.nulls.extend(FeedNull(path=feed, field=ref.field, url=ref.url, post=ref.post, entry=ref.entry)
                                  for ref in edits)
-            outcome.nulled |= named
-            return
-    problem = FeedProblem(feed, "kept-changing", attempts=attempts.count, seconds=RETRY_SECONDS)
-    _block(outcome, problem, named)
+            outcome.nulled.update(named)
+
+        return _Edit(null_spans(text, edits).encode("utf-8"), st, written)
+
+    ended = _rewrite(dir_fd, feed, attempt)
+    if isinstance(ended, OSError):
+        _block(outcome, FeedProblem(feed, "rewrite-failed", ended.errno), named)
+    elif ended is not None:
+        _block(outcome, FeedProblem(feed, "kept-changing", attempts=ended, seconds=RETRY_SECONDS), named)
 
 
 def _spans(text: str, url_fields: Collection[str], refs: Sequence[URLField], chosen: Sequence[int]) -> list[FieldRef]:
@@ -121,20 +118,41 @@ def _spans(text: str, url_fields: Collection[str], refs: Sequence[URLField], cho
     return [spanned[position] for position in chosen]
 
 
-class _Attempts:
-    """Rewrite attempts: at least ``MIN_ATTEMPTS``, for up to ``RETRY_SECONDS``, random pauses between;
-    ``count`` says how many were made."""
+@dataclass(frozen=True)
+class _Edit:
+    """One attempt's rewrite: the feed's new ``content``, the ``st`` of the text it was made from, and what to
+    record once it is written."""
 
-    def __init__(self) -> None:
-        self.count = 0
+    content: bytes
+    st: os.stat_result
+    written: Callable[[], None]
 
-    def __iter__(self) -> Iterator[int]:
-        deadline = time.monotonic() + RETRY_SECONDS
-        while self.count < MIN_ATTEMPTS or time.monotonic() < deadline:
-            if self.count:
-                time.sleep(random.uniform(0, min(MAX_PAUSE_SECONDS, 0.005 * self.count)))
-            self.count += 1
-            yield self.count
+
+def _rewrite(dir_fd: int, feed: str, attempt: Callable[[], _Edit | None]) -> OSError | int | None:
+    """Write what ``attempt`` (re-reading the feed each time) makes of it, if the feed is still as it was read.
+
+    A concurrent rewrite by the service means another attempt: at least ``MIN_ATTEMPTS``, for up to
+    ``RETRY_SECONDS``, random pauses between. Returns None once written (``written`` called) or once ``attempt``
+    has nothing to write; the OSError the write failed with; or the number of attempts made when the feed kept
+    changing.
+    """
+    count = 0
+    deadline = time.monotonic() + RETRY_SECONDS
+    while count < MIN_ATTEMPTS or time.monotonic() < deadline:
+        if count:
+            time.sleep(random.uniform(0, min(MAX_PAUSE_SECONDS, 0.005 * count)))
+        count += 1
+        edit = attempt()
+        if edit is None:
+            return None
+        try:
+            done = replace_if_unchanged(dir_fd, split_path(feed)[1], edit.content, FileIdentity.of(edit.st), edit.st)
+        except OSError as error:
+            return error
+        if done == REPLACED:
+            edit.written()
+            return None
+    return count
 
 
 def _block(outcome: NullOutcome, problem: FeedProblem, paths: Collection[str]) -> None:
@@ -179,12 +197,11 @@ def restore_references(data_dir: DataDir, config: Config, nulls: Sequence[FeedNu
 
 
 def _restore_in_feed(dir_fd: int, feed: str, config: Config, wanted: list[FeedNull], outcome: RestoreOutcome) -> None:
-    attempts = _Attempts()
-    for _ in attempts:
+    def attempt() -> _Edit | None:
         read = read_feed(dir_fd, feed)
         if read is None or isinstance(read, FeedProblem):
             outcome.problems.append(read or FeedProblem(feed, "vanished"))
-            return
+            return None
         text, st = read
         free = scan_feed(text, config.feed.url_fields, nulls=True)
         edits: list[tuple[FieldRef, str]] = []
@@ -199,17 +216,16 @@ def _restore_in_feed(dir_fd: int, feed: str, config: Config, wanted: list[FeedNu
                 found.append(null)
         if not edits:
             outcome.gone.extend(wanted)
-            return
-        content = replace_spans(text, edits).encode("utf-8")
-        try:
-            done = replace_if_unchanged(
-                dir_fd, split_path(feed)[1], content, FileIdentity.of(st), st
-            )
-        except OSError as error:
-            outcome.problems.append(FeedProblem(feed, "restore-failed", error.errno))
-            return
-        if done == REPLACED:
+            return None
+
+        def written() -> None:
             outcome.restores.extend(FeedRestore(feed, null.field, null.url, null.post) for null in found)
             outcome.gone.extend(null for null in wanted if null not in found)
-            return
-    outcome.problems.append(FeedProblem(feed, "restore-kept-changing", attempts=attempts.count))
+
+        return _Edit(replace_spans(text, edits).encode("utf-8"), st, written)
+
+    ended = _rewrite(dir_fd, feed, attempt)
+    if isinstance(ended, OSError):
+        outcome.problems.append(FeedProblem(feed, "restore-failed", ended.errno))
+    elif ended is not None:
+        outcome.problems.append(FeedProblem(feed, "restore-kept-changing", attempts=ended))
