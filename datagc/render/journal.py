@@ -1,10 +1,10 @@
 """Rendering what the journal says: ``datagc history`` and audit's dangling references.
 
-Plain lines for log pipelines (``[history] …``, ``[disk-audit] dangling …``),
-a rich table on a terminal, JSON documents for ``--json``. Journal text is
-the journal's (a person could have edited it): like every name, it is escaped
-where it is written out (``datagc.text``, SPEC §7 rule 16), so no entry can
-forge a line.
+Plain lines for log pipelines (``[history] …``, ``[disk-audit] dangling …``)
+and a rich table on a terminal; their ``--json`` documents are with the
+others in ``render.json_report``. Journal text is the journal's (a person
+could have edited it): like every name, it is escaped where it is written out
+(``datagc.text``, SPEC §7 rule 16), so no entry can forge a line.
 """
 
 from __future__ import annotations
@@ -18,24 +18,6 @@ from datagc.units import human_size, people_size
 if TYPE_CHECKING:
     from datagc.history import HistoryReport
     from datagc.tombstones import Dangling
-
-JSON_VERSION = 1
-
-
-def history_json(report: HistoryReport) -> dict[str, Any]:
-    return {
-        "version": JSON_VERSION,
-        "command": "history",
-        "data_dir": report.data_dir,
-        "journal": report.journal,
-        "pattern": report.pattern,
-        "since_seconds": report.since_seconds,
-        "exit_code": 0,
-        "entries": report.entries,
-        "corrupt_lines": report.corrupt_lines,
-        "corrupt_line_numbers": report.corrupt_line_numbers,
-        "notes": report.notes,
-    }
 
 
 def _who(entry: dict[str, Any]) -> str:
@@ -104,11 +86,6 @@ def history_table(report: HistoryReport) -> Any:
 
 
 # --- audit's dangling references ----------------------------------------------
-
-
-def dangling_json(found: Sequence[Dangling]) -> list[dict[str, Any]]:
-    return [{"feed": d.feed, "post": d.post, "field": d.field, "url": d.url, "path": d.path,
-             "deleted_by_datagc": d.deleted_by_datagc} for d in found]
 
 
 def dangling_lines(found: Sequence[Dangling]) -> list[str]:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import errno
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from datagc.facts import DiskUsage
 from datagc.limits import limit_json
 from datagc.passes.audit import AuditReport
-from datagc.render.journal import dangling_json
 from datagc.wording import detail_text, error_text, text
 
 if TYPE_CHECKING:  # the run reports' model: never imported for audit (its start-up is timed)
+    from datagc.history import HistoryReport
     from datagc.model import Action, RunReport, StepReport
+    from datagc.tombstones import Dangling
 
 JSON_VERSION = 1
 
@@ -124,4 +126,25 @@ def audit_json(report: AuditReport) -> dict[str, Any]:
         "special_files": report.special_files,
         "errors": [text(error) for error in report.errors],
         "notes": [text(note) for note in report.notes],
+    }
+
+
+def dangling_json(found: Sequence[Dangling]) -> list[dict[str, Any]]:
+    return [{"feed": d.feed, "post": d.post, "field": d.field, "url": d.url, "path": d.path,
+             "deleted_by_datagc": d.deleted_by_datagc} for d in found]
+
+
+def history_json(report: HistoryReport) -> dict[str, Any]:
+    return {
+        "version": JSON_VERSION,
+        "command": "history",
+        "data_dir": report.data_dir,
+        "journal": report.journal,
+        "pattern": report.pattern,
+        "since_seconds": report.since_seconds,
+        "exit_code": 0,
+        "entries": report.entries,
+        "corrupt_lines": report.corrupt_lines,
+        "corrupt_line_numbers": report.corrupt_line_numbers,
+        "notes": report.notes,
     }

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 import orjson
 
 from datagc.passes.audit import AuditReport
-from datagc.render.journal import corrupt_message, dangling_lines, history_json, history_lines, history_table
-from datagc.render.json_report import audit_json, run_json, step_error
+from datagc.render.journal import corrupt_message, dangling_lines, history_lines, history_table
+from datagc.render.json_report import audit_json, history_json, run_json, step_error
 from datagc.render.lines import audit_lines, busy_line, percent, step_lines, summary_line, unlisted_line
 from datagc.text import escape, escape_json
 from datagc.units import for_people, human_age, people_size
