@@ -92,9 +92,9 @@ class Writers:
         """Stop them; how many lines each wrote."""
         self.stop_file.touch()
         counts = []
-        for process in self.processes:
+        for writer, process in enumerate(self.processes):
             out, _ = process.communicate(timeout=PATIENCE_S)
-            assert process.returncode == 0, f"writer {process.args[:2]} failed"
+            assert process.returncode == 0, f"writer {writer} failed"
             counts.append(int(out))
         return counts
 

@@ -30,7 +30,7 @@ from tests.mounts import MiB, fill, loop_ext4
 from tests.steps import notes
 from tests.sweep_support import context, make_config, write_file
 
-FEED = [
+FEED: list[dict[str, str | None]] = [
     {"id": "p1", "text": "stays", "imageUrl": "/images/stuck.png"},
     {"id": "p2", "text": "goes", "imageUrl": "/images/free.png", "videoUrl": None},
     {"text": "no id", "imageUrl": "/images/stuck.png"},

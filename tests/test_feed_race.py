@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -52,7 +53,7 @@ def service_write(path: Path, content: str) -> None:
 
 
 @pytest.fixture
-def feed_dir(tmp_path: Path) -> tuple[Path, int]:
+def feed_dir(tmp_path: Path) -> Iterator[tuple[Path, int]]:
     (tmp_path / "posts.json").write_text("v0")
     fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
     yield tmp_path, fd

@@ -73,7 +73,7 @@ def test_every_metric_of_a_pass_matches_the_json_report(sample: Path, textfile: 
         assert value(samples, "datagc_step_reclaimed_bytes", step=name) == step["reclaimed_bytes"]
         assert started <= value(samples, "datagc_last_success_timestamp_seconds", step=name) <= time.time()
     deletes = [action for action in steps["sweep"]["actions"] if action["kind"] == "delete"]
-    files, reclaimed = Counter(a["reason"] for a in deletes), Counter()
+    files, reclaimed = Counter(a["reason"] for a in deletes), Counter[str]()
     for action in deletes:
         reclaimed[action["reason"]] += action["bytes"]
     assert set(files) == {"age", "published", "temp"}

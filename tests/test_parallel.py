@@ -243,7 +243,7 @@ def test_pressure_chooses_the_same_victims_split_or_not() -> None:
         argv = ("pressure", "--dry-run", "--json", "--data-dir", str(root), "--threshold", f"{target:.9f}",
                 "--target", f"{target:.9f}", "--min-age", "1d", "--cdn")
 
-        def plan(env: dict[str, str]) -> tuple[int, list[object], list[object], list[object]]:
+        def plan(env: dict[str, str]) -> tuple[int, list[dict[str, object]], list[object], list[object]]:
             result = run_datagc(*argv, env=env)
             step = result.json()["steps"][0]
             actions = [{key: value for key, value in action.items() if key != "age_seconds"}

@@ -25,9 +25,9 @@ def test_the_latency_table_is_the_scripts_output_with_and_without_rotation() -> 
     for line in rows:
         match = ROW.fullmatch(line)
         assert match, line
-        values = [float(match[name]) for name in ("p50", "p99", "p999", "worst")]
+        p50, p99, p999, worst = values = [float(match[name]) for name in ("p50", "p99", "p999", "worst")]
         assert values == sorted(values), f"percentiles out of order: {line}"
-        assert format_row(match["label"].strip(), int(match["appends"]), *values, match["spans"]) == line
+        assert format_row(match["label"].strip(), int(match["appends"]), p50, p99, p999, worst, match["spans"]) == line
 
 
 def test_the_prose_quotes_the_tables_hold_on_appends() -> None:

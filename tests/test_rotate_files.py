@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import re
 import tracemalloc
+from collections.abc import Sequence
 from pathlib import Path
 
 from datagc.executor import apply
 from datagc.exitcodes import Exit
-from datagc.model import Delete, Rotate, StepReport
+from datagc.model import Action, Delete, Rotate, StepReport
 from datagc.passes import rotate
 from datagc.tailcopy import rotate_path
 from datagc.wording import detail_text
@@ -21,6 +22,12 @@ from tests.steps import error, notes, run
 def run_pass(root: Path, *, dry_run: bool = False, **keys: object) -> StepReport:
     with context(root, rotate_config(root, **keys), dry_run=dry_run) as ctx:
         return run("rotate", ctx)
+
+
+def rotation(actions: Sequence[Action]) -> Rotate:
+    """The first of ``actions``: the log's rotation."""
+    assert isinstance(actions[0], Rotate), actions
+    return actions[0]
 
 
 def test_a_log_over_50_mib_keeps_exactly_its_newest_10000_lines(tmp_path: Path) -> None:
@@ -76,7 +83,7 @@ def test_a_second_pass_has_nothing_to_do(tmp_path: Path) -> None:
     write_log(tmp_path / "events.jsonl", 3 * MiB, events(5000))
     first = run_pass(tmp_path, max_bytes="1MiB", keep_lines=20_000)
     assert first.flags == Exit.ROTATED
-    assert first.actions[0].bytes_after <= 512 * 1024  # keep_bytes: half of max_bytes
+    assert rotation(first.actions).bytes_after <= 512 * 1024  # keep_bytes: half of max_bytes
     second = run_pass(tmp_path, max_bytes="1MiB", keep_lines=20_000)
     assert (second.status, second.flags, second.actions) == ("skipped", Exit.OK, [])
 
@@ -103,7 +110,7 @@ def test_partial_last_line_is_carried_over_whole_and_not_counted(tmp_path: Path)
     write_log(log, 2 * MiB, tail, partial=b'{"type":"metric","na')
     step = run_pass(tmp_path, max_bytes="1MiB", keep_lines=100)
     assert log.read_bytes() == b"".join(tail[-100:]) + b'{"type":"metric","na'
-    assert step.actions[0].lines_kept == 100
+    assert rotation(step.actions).lines_kept == 100
     assert any("still being written (20 bytes" in note for note in notes(step))
 
 
@@ -122,8 +129,9 @@ def test_keep_bytes_caps_what_is_kept_on_a_line_boundary(tmp_path: Path) -> None
     step = run_pass(tmp_path, max_bytes="1MiB", keep_lines=10_000, keep_bytes="64KiB")
     content = log.read_bytes()
     assert 64 * 1024 - 200 < len(content) <= 64 * 1024
-    assert b"".join(tail).endswith(content) and tail[-step.actions[0].lines_kept] == content.split(b"\n")[0] + b"\n"
-    assert step.actions[0].lines_kept < 10_000
+    kept = rotation(step.actions).lines_kept
+    assert b"".join(tail).endswith(content) and tail[-kept] == content.split(b"\n")[0] + b"\n"
+    assert kept < 10_000
     assert any("keeping" in note and "rotate.keep_bytes (64KiB)" in note for note in notes(step))
 
 
@@ -134,7 +142,8 @@ def test_a_log_without_any_newline_is_refused_untouched(tmp_path: Path) -> None:
     step = run_pass(tmp_path, max_bytes="1MiB")
     assert snapshot(log) == unchanged
     assert step.status == "error" and step.flags == Exit.STEP_FAILED
-    assert error(step) is not None and "no line end in its last 512KiB" in error(step)
+    message = error(step)
+    assert message is not None and "no line end in its last 512KiB" in message
     assert leftovers(tmp_path) == []
 
 
@@ -143,7 +152,7 @@ def test_newest_line_longer_than_keep_bytes_leaves_an_empty_log(tmp_path: Path) 
     write_log(log, MiB, [b'{"type":"huge","blob":"' + b"q" * (700 * 1024) + b'"}\n'])
     step = run_pass(tmp_path, max_bytes="1MiB")
     assert log.read_bytes() == b""
-    assert step.actions[0].lines_kept == 0 and step.flags == Exit.ROTATED
+    assert rotation(step.actions).lines_kept == 0 and step.flags == Exit.ROTATED
     assert any("keeping 0 lines" in note for note in notes(step))
 
 
@@ -209,7 +218,7 @@ def test_the_executor_cuts_the_log_as_it_is_when_applied(tmp_path: Path) -> None
     write_log(log, 2 * MiB, events(100))
     config = rotate_config(tmp_path, max_bytes="1MiB", keep_lines=10)
     with context(tmp_path, config) as ctx:
-        planned = rotate.plan(rotate.observe(ctx.data_dir, config.rotate), config.rotate).actions[0]
+        planned = rotation(rotate.plan(rotate.observe(ctx.data_dir, config.rotate), config.rotate).actions)
         with log.open("ab") as writer:
             writer.write(b"".join(events(5, first=100)))
         step = StepReport("rotate")

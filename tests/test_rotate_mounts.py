@@ -42,7 +42,8 @@ def test_enospc_while_writing_the_temp_leaves_the_log_untouched(filesystem: Smal
         assert leftovers(root) == []
         assert step.status == "error" and step.flags == Exit.STEP_FAILED
         assert errno_name(step) == "ENOSPC"
-        assert error(step) is not None and "no space left" in error(step) and "left as it was" in error(step)
+        message = error(step)
+        assert message is not None and "no space left" in message and "left as it was" in message
 
         filler.unlink()
         again = run_pass(root, max_bytes="1MiB", keep_lines=10_000)
@@ -82,7 +83,8 @@ def test_a_read_only_filesystem_fails_the_step_and_changes_nothing(tmp_path: Pat
     assert snapshot(log) == unchanged
     assert (tmp_path / "events.jsonl.datagc-tmp.77").exists()
     assert step.status == "error" and step.flags == Exit.STEP_FAILED
-    assert error(step) is not None and "Read-only" in error(step) and "left as it was" in error(step)
+    message = error(step)
+    assert message is not None and "Read-only" in message and "left as it was" in message
     assert errno_name(step) == "EROFS"
     assert any(kept.path == "events.jsonl.datagc-tmp.77" and "could not delete" in why(kept) for kept in step.kept)
 

@@ -136,9 +136,9 @@ def one_repetition(root: Path) -> list[str]:
                 os.close(old)
         stop.touch()
         counts = []
-        for writer in writers:
+        for index, writer in enumerate(writers):
             out, _ = writer.communicate(timeout=PATIENCE_S)
-            assert writer.returncode == 0, f"writer {writer.args[:2]} failed"
+            assert writer.returncode == 0, f"writer {index} failed"
             counts.append(int(out))
     finally:
         for writer in writers:
