@@ -7,7 +7,9 @@ and, in a sticky directory (``/tmp``-like), to own the file or the directory.
 A rewrite (rotation, feed) creates a temp in the directory and renames it
 over the file: the same conditions. A condition that can't be read (a file
 the user can't open for its flags) is not guessed: the dry run then says what
-the real run would try.
+the real run would try. A step that would change something also journals it
+(SPEC §9): the journal, or the state dir it would be created in, must be
+writable too.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ import os
 import stat
 import struct
 
+from datagc.config.schema import Config
+from datagc.journal import JOURNAL_NAME, StateDirError, open_state_dir, open_state_parent
+from datagc.safety.datadir import DataDir
 from datagc.safety.unlink import DirCache
 
 #: _IOR('f', 1, long); the kernel reads and writes an int there
@@ -88,8 +93,62 @@ class Foresight:
 
 
 def _directory_obstacle(dir_fd: int) -> OSError | None:
-    if os.fstatvfs(dir_fd).f_flag & os.ST_RDONLY:
+    return _obstacle(dir_fd, ".", dir_fd, os.W_OK | os.X_OK, FS_IMMUTABLE_FL | FS_APPEND_FL, "its directory")
+
+
+def _obstacle(fd: int, name: str, dir_fd: int, mode: int, refused: int, what: str) -> OSError | None:
+    """Why ``name`` in ``dir_fd`` (open as ``fd``) can't be written: a read-only filesystem, no ``mode`` access
+    for this user, or one of the inode flags ``refused`` set on it (``what`` names it)."""
+    if os.fstatvfs(fd).f_flag & os.ST_RDONLY:
         return OSError(errno.EROFS, os.strerror(errno.EROFS))
-    if not os.access(".", os.W_OK | os.X_OK, dir_fd=dir_fd, effective_ids=True):
+    if not os.access(name, mode, dir_fd=dir_fd, effective_ids=True):
         return OSError(errno.EACCES, os.strerror(errno.EACCES))
-    return _locked(_flags(dir_fd), "its directory")
+    flags = _flags(fd)
+    return None if flags is None else _locked(flags & refused, what)
+
+
+def journal_obstacle(data_dir: DataDir, config: Config) -> str | None:
+    """Why a real run could not write its journal now, in the words its flush would use; None if nothing says so.
+
+    Appending needs the journal writable and not immutable; creating it, its state dir writable; creating the
+    state dir (the first change ever journaled), the state dir's parent writable.
+    """
+    where = config.state.dir
+    try:
+        state_fd = open_state_dir(data_dir, config, create=False)
+    except StateDirError as error:
+        return str(error)
+    if state_fd is None:
+        try:
+            parent, _ = open_state_parent(data_dir, config)
+        except OSError:
+            return None  # no parent to look at: the real run says itself what it meets
+        try:
+            problem = _not_creatable(parent)
+        finally:
+            os.close(parent)
+        return None if problem is None else f"state dir {where} cannot be created ({problem.strerror})"
+    try:
+        problem = _not_appendable(state_fd)
+    finally:
+        os.close(state_fd)
+    return None if problem is None else f"journal {where}/{JOURNAL_NAME} could not be written ({problem.strerror})"
+
+
+def _not_creatable(dir_fd: int) -> OSError | None:
+    """Why no entry could be created in the directory ``dir_fd`` (an append-only directory takes new ones)."""
+    return _obstacle(dir_fd, ".", dir_fd, os.W_OK | os.X_OK, FS_IMMUTABLE_FL, "its directory")
+
+
+def _not_appendable(state_fd: int) -> OSError | None:
+    """Why the journal in ``state_fd`` could not be appended to (or, not there yet, created)."""
+    try:
+        fd = os.open(JOURNAL_NAME, _FILE_FLAGS, dir_fd=state_fd)
+    except FileNotFoundError:
+        return _not_creatable(state_fd)
+    except OSError:
+        return None  # not readable to us: nothing is guessed
+    try:
+        return _obstacle(fd, JOURNAL_NAME, state_fd, os.W_OK, FS_IMMUTABLE_FL, "the journal")
+    finally:
+        os.close(fd)

@@ -79,14 +79,8 @@ def open_state_dir(data_dir: DataDir, config: Config, create: bool) -> int | Non
     StateDirError.
     """
     where = config.state.dir
-    relative = state_dir(config)
     try:
-        if relative is not None:
-            head, name = split_path(relative)
-            parent = data_dir.open_dir(head)
-        else:
-            head, name = os.path.split(where.rstrip("/"))
-            parent = os.open(head or "/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        parent, name = open_state_parent(data_dir, config)
     except OSError as error:
         if error.errno == errno.ENOENT and not create:
             return None
@@ -95,6 +89,16 @@ def open_state_dir(data_dir: DataDir, config: Config, create: bool) -> int | Non
         return _open_or_create(parent, name, create, where)
     finally:
         os.close(parent)
+
+
+def open_state_parent(data_dir: DataDir, config: Config) -> tuple[int, str]:
+    """A descriptor of the state dir's parent, and the state dir's name in it. Raises OSError."""
+    relative = state_dir(config)
+    if relative is not None:
+        head, name = split_path(relative)
+        return data_dir.open_dir(head), name
+    head, name = os.path.split(config.state.dir.rstrip("/"))
+    return os.open(head or "/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), name
 
 
 def _open_or_create(parent: int, name: str, create: bool, where: str) -> int | None:

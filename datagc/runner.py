@@ -97,6 +97,11 @@ def run_step(name: str, ctx: PassContext, on_traceback: TracebackHandler | None 
             on_traceback(traceback.format_exc())
     if ctx.journal is not None and (problem := ctx.journal.flush()) is not None:
         step.fail(note("journal-failed", problem=problem))
+    elif ctx.dry_run and step.action_count:
+        from datagc.foresight import journal_obstacle  # dry runs only
+
+        if (problem := journal_obstacle(ctx.data_dir, ctx.config)) is not None:
+            step.fail(note("journal-would-fail", problem=problem))
     return step
 
 

@@ -300,6 +300,7 @@ SENTENCES: dict[str, Callable[[Fields], str]] = {
     "rotate-retried": lambda f: f"rotate was retried after {f['after']} freed space",
     # the journal and tombstones (SPEC §9)
     "journal-failed": lambda f: f["problem"],
+    "journal-would-fail": lambda f: f"{f['problem']}; the changes of this pass would not be in the journal",
     "journal-corrupt": lambda f: f"journal: {f['count']} corrupt line(s) skipped (line {f['first']} first)",
     "tombstones-unchecked": lambda f: f"{f['problem']}; references to files deleted by earlier passes were not "
                                       "checked",
@@ -406,4 +407,4 @@ def error_text(failures: Sequence[Failure], first: Failure | None) -> str | None
     if first is None:
         return None
     more = len(failures) - 1
-    return text(first.why) if more == 0 else f"{text(first.why)} (and {more} more problems)"
+    return text(first.why) if more == 0 else f"{text(first.why)} (and {_count(more)} more problem{'s' * (more > 1)})"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -92,3 +93,36 @@ def test_a_read_only_filesystem_is_foreseen(tmp_path: Path) -> None:
     assert dry.json()["reclaimed_bytes"] == real.json()["reclaimed_bytes"] == 0
     assert deleted(dry.json()) == deleted(real.json()) == set()
     assert "Read-only file system" in dry.stderr
+
+
+def more_problems(stderr: str, step: str) -> int:
+    """N of ``(and N more problems)`` in ``step``'s error line (0 when it names its only problem)."""
+    (line,) = [line for line in stderr.splitlines() if line.startswith(f"datagc: {step} failed: ")]
+    found = re.search(r" \(and (\d+) more problems?\)$", line)
+    return int(found.group(1)) if found else 0
+
+
+def test_a_dry_run_counts_the_problems_the_real_run_reports(shared_sample: Path) -> None:
+    """nobody may write in videos/ only: the real run also can't create the journal's state dir in DATA_DIR for the
+    one file it deletes, and the dry run's error line counts that problem too."""
+    os.chown(shared_sample / "videos", NOBODY, NOBODY)
+    dry = as_nobody(shared_sample, "--dry-run")
+    real = as_nobody(shared_sample)
+    assert not (shared_sample / ".datagc").exists()
+    assert more_problems(dry.stderr, "sweep") == more_problems(real.stderr, "sweep") > 1, dry.stderr + real.stderr
+    assert dry.returncode == real.returncode
+
+
+def test_a_journal_the_real_run_can_not_write_is_foreseen(shared_sample: Path) -> None:
+    """Everything is nobody's but the state dir (root's, 0700): each change would go, unjournaled, so both runs
+    fail their steps that change something, with the same exit status."""
+    subprocess.run(["chown", "-R", f"{NOBODY}:{NOBODY}", str(shared_sample)], check=True)
+    (shared_sample / ".datagc").mkdir(mode=0o700)
+    dry = as_nobody(shared_sample, "--dry-run")
+    real = as_nobody(shared_sample)
+    assert dry.returncode == real.returncode == 1 | 4 | 8, dry.stderr + real.stderr
+    assert "state dir .datagc cannot be opened (Permission denied); the changes of this pass would not be in the " \
+           "journal" in dry.stderr
+    assert "state dir .datagc cannot be opened (Permission denied)" in real.stderr
+    assert [step["status"] for step in orjson.loads(dry.stdout)["steps"]][:2] == ["error", "error"]
+

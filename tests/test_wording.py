@@ -12,8 +12,8 @@ import pytest
 from datagc.cdn import Verdict
 from datagc.feed.index import FeedProblem, ProblemCode
 from datagc.feed.parse import Undecodable
-from datagc.model import Detail
-from datagc.wording import SENTENCES, detail_text, feed_problem_text, verdict_text
+from datagc.model import Detail, Failure, note
+from datagc.wording import SENTENCES, detail_text, error_text, feed_problem_text, verdict_text
 
 SOURCE = Path(__file__).resolve().parent.parent / "datagc"
 
@@ -99,3 +99,11 @@ U = "https://cdn.example.com/images/a.png"
 ])
 def test_a_cdn_verdict_is_said_as_before(verdict: Verdict, sentence: str) -> None:
     assert verdict_text(verdict) == sentence
+
+
+@pytest.mark.parametrize(("count", "said"), [(1, ""), (2, " (and 1 more problem)"), (3, " (and 2 more problems)")])
+def test_a_step_error_counts_the_problems_it_does_not_name(count: int, said: str) -> None:
+    failures = [Failure(note("delete-failed", path=f"images/{n}.png", strerror="Permission denied"), errno.EACCES)
+                for n in range(count)]
+    first = "could not delete images/0.png (Permission denied); it was left as it was"
+    assert error_text(failures, failures[0]) == first + said
