@@ -296,13 +296,12 @@ except OSError as error:
 """
 
 
-def as_the_unit_runs(user: str | None, with_unit_caps: bool = True) -> list[str]:
-    """A setpriv command line giving a process the capabilities datagc.service gives datagc, run as ``user``."""
+def as_the_unit_runs(user: str | None, without: str | None = None) -> list[str]:
+    """A setpriv command line giving a process the capabilities datagc.service gives datagc (but ``without``),
+    run as ``user``."""
     service = settings("datagc.service")
-    bounding = service["CapabilityBoundingSet"][0].split()
-    ambient = service.get("AmbientCapabilities", [""])[0].split() if with_unit_caps else []
-    if not with_unit_caps:
-        bounding = [cap for cap in bounding if cap != "CAP_LEASE"]
+    bounding = [cap for cap in service["CapabilityBoundingSet"][0].split() if cap != without]
+    ambient = [cap for cap in service.get("AmbientCapabilities", [""])[0].split() if cap != without]
     names = ",".join("+" + cap.removeprefix("CAP_").lower() for cap in bounding)
     command = ["setpriv", f"--bounding-set=-all,{names}"]
     if user is not None:
@@ -333,10 +332,60 @@ def _check_lease_probes(log: Path, user: str | None) -> None:
         pytest.skip(f"{python} is not installed: no interpreter every user can run")
 
     def probe(with_unit_caps: bool) -> str:
-        result = subprocess.run([*as_the_unit_runs(user, with_unit_caps), python, "-c", LEASE_PROBE, str(log)],
+        result = subprocess.run([*as_the_unit_runs(user, None if with_unit_caps else "CAP_LEASE"), python, "-c",
+                                 LEASE_PROBE, str(log)],
                                 capture_output=True, text=True, timeout=60, check=False)
         assert result.returncode == 0, result.stderr
         return result.stdout.strip()
 
     assert probe(with_unit_caps=True) == "leased"
     assert probe(with_unit_caps=False) == "Permission denied"  # what the unit gave before CAP_LEASE
+
+
+#: A process of another user holding a file open until its stdin closes.
+HOLDER = "import sys; handle = open(sys.argv[1], 'rb'); print('open', flush=True); sys.stdin.read()"
+
+
+def test_the_service_sees_the_files_another_users_process_holds_open() -> None:
+    """As the unit runs it (root, its bounding set), pressure keeps a file a process of another user holds open,
+    and names the holder: /proc/PID/fd of that process is readable with CAP_SYS_PTRACE, and only with it.
+    (ProtectProc=invisible, which a test can't apply, hides no process from root with that capability.)"""
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv is not installed: the unit's capabilities can't be given to a process")
+    python = "/usr/bin/python3"
+    if not os.access(python, os.X_OK):
+        pytest.skip(f"{python} is not installed: no interpreter every user can run")
+    with tempfile.TemporaryDirectory(prefix="datagc-held-") as directory:  # reachable by uid 2000, unlike tmp_path
+        root = Path(directory) / "data"
+        (root / "images").mkdir(parents=True)
+        os.chmod(directory, 0o755)
+        os.chmod(root, 0o755)
+        os.chmod(root / "images", 0o755)
+        (root / "posts.json").write_text("[]")
+        for name in ("held.png", "free.png"):
+            (root / "images" / name).write_bytes(b"x" * 4096)
+            os.utime(root / "images" / name, (1, 1))
+        holder = subprocess.Popen(["setpriv", "--reuid=2000", "--regid=2000", "--clear-groups", python, "-c", HOLDER,
+                                   str(root / "images" / "held.png")],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            assert holder.stdout is not None and holder.stdout.readline() == "open\n"
+
+            def pressure(without: str | None) -> dict[str, str]:
+                """The run's kept files, and why."""
+                result = subprocess.run(
+                    [*as_the_unit_runs(None, without), DATAGC, "pressure", "--data-dir", str(root), "--json",
+                     "--threshold", "0.000001", "--target", "0.000001", "--min-age", "0s"],
+                    capture_output=True, text=True, env=clean_env(), timeout=120, check=False)
+                assert result.returncode & Exit.PRESSURE_DELETED, result.stderr
+                kept: list[dict[str, str]] = orjson.loads(result.stdout)["steps"][0]["kept"]
+                return {entry["path"]: entry["why"] for entry in kept}
+
+            kept = pressure(without=None)
+            assert (root / "images" / "held.png").exists() and not (root / "images" / "free.png").exists()
+            assert f"held open by pid {holder.pid}" in kept["images/held.png"], kept
+            pressure(without="CAP_SYS_PTRACE")  # what the unit gave before: the holder is not seen
+            assert not (root / "images" / "held.png").exists()
+        finally:
+            holder.kill()
+            holder.wait()
