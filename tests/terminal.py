@@ -32,11 +32,13 @@ class Screen:
 
 def run_on_terminal(*args: str, env: Mapping[str, str] | None = None, columns: int = 80,
                     timeout: float = 120, stdout: Path | None = None,
-                    on_screen: Callable[[str], None] | None = None) -> Screen:
+                    on_screen: Callable[[str], None] | None = None,
+                    on_start: Callable[[int], None] | None = None) -> Screen:
     """``datagc ARGS`` with stdin, stdout and stderr on a pty ``columns`` wide.
 
     ``stdout``: a file for stdout instead (stdin and stderr stay on the terminal); ``on_screen`` is called
-    with the text drawn so far (escapes removed) after each read, for a test that acts on what it sees.
+    with the text drawn so far (escapes removed) after each read, for a test that acts on what it sees;
+    ``on_start`` with the pid of datagc (the leader of its own process group) once it is started.
     """
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
@@ -49,6 +51,8 @@ def run_on_terminal(*args: str, env: Mapping[str, str] | None = None, columns: i
     os.close(slave)
     if out != slave:
         os.close(out)
+    if on_start is not None:
+        on_start(process.pid)
     chunks: list[tuple[float, str]] = []
     try:
         while True:
