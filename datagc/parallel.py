@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
 from datagc.safety.datadir import DataDir
@@ -57,21 +57,43 @@ def _env_int(name: str, default: int) -> int:
         return default
 
 
-def fold_walk(data_dir: DataDir, top: str, fold: Fold[R], on_error: WalkErrorHandler | None = None) -> list[R]:
-    """``fold`` applied to the walk of ``top``: one result from a serial walk, or one per worker's share.
+def fold_walk(
+    data_dir: DataDir, tops: str | Sequence[str], fold: Fold[R], on_error: WalkErrorHandler | None = None
+) -> list[R]:
+    """``fold`` applied to the walk of ``tops`` (one directory, or several walked one after the other): one
+    result from a serial walk, or one per worker's share (one probe and one set of workers for them all).
 
     ``on_error`` receives every directory the walk couldn't read, once (split:
     in the parent, afterwards, in path order). A worker that fails raises here, after every
     other worker has been reaped.
     """
+    tops = (tops,) if isinstance(tops, str) else tuple(tops)
     workers = worker_count()
     limit = threshold()
-    if workers < 2 or (limit and count_entries(data_dir, top, limit) < limit):
-        return [fold(walk(data_dir, top, on_error), None)]
-    return _forked(data_dir, top, fold, workers, on_error)
+    if workers < 2 or (limit and _count(data_dir, tops, limit) < limit):
+        return [fold(_walks(data_dir, tops, on_error, None), None)]
+    return _forked(data_dir, tops, fold, workers, on_error)
 
 
-def _forked(data_dir: DataDir, top: str, fold: Fold[R], workers: int, on_error: WalkErrorHandler | None) -> list[R]:
+def _count(data_dir: DataDir, tops: tuple[str, ...], limit: int) -> int:
+    seen = 0
+    for top in tops:
+        seen += count_entries(data_dir, top, limit - seen)
+        if seen >= limit:
+            break
+    return seen
+
+
+def _walks(
+    data_dir: DataDir, tops: tuple[str, ...], on_error: WalkErrorHandler | None, share: Share | None
+) -> Iterator[WalkEntry]:
+    for top in tops:
+        yield from walk(data_dir, top, on_error, share)
+
+
+def _forked(
+    data_dir: DataDir, tops: tuple[str, ...], fold: Fold[R], workers: int, on_error: WalkErrorHandler | None
+) -> list[R]:
     import pickle  # noqa: F401 - imported once here, before the fork; a serial walk never needs it
 
     children: list[tuple[int, int]] = []
@@ -81,12 +103,12 @@ def _forked(data_dir: DataDir, top: str, fold: Fold[R], workers: int, on_error: 
             pid = os.fork()
             if pid == 0:  # pragma: no cover - the child never returns (measured through the parent)
                 os.close(read_end)
-                _child(data_dir, top, fold, Share(index, workers), write_end)
+                _child(data_dir, tops, fold, Share(index, workers), write_end)
             os.close(write_end)
             children.append((pid, read_end))
         errors: list[tuple[str, OSError]] = []
         mine = Share(0, workers)
-        results = [fold(walk(data_dir, top, lambda path, error: errors.append((path, error)), mine), mine)]
+        results = [fold(_walks(data_dir, tops, lambda path, error: errors.append((path, error)), mine), mine)]
         outcomes: list[tuple[R, list[tuple[str, OSError]]]] = []
         while children:
             pid, read_end = children.pop(0)
@@ -105,14 +127,14 @@ def _forked(data_dir: DataDir, top: str, fold: Fold[R], workers: int, on_error: 
     return results
 
 
-def _child(data_dir: DataDir, top: str, fold: Fold[R], share: Share, write_end: int) -> None:
+def _child(data_dir: DataDir, tops: tuple[str, ...], fold: Fold[R], share: Share, write_end: int) -> None:
     """Walk ``share``, send (result, errors) or the failure, and leave without running the parent's exit code."""
     import pickle
 
     status = 1
     try:
         errors: list[tuple[str, OSError]] = []
-        result = fold(walk(data_dir, top, lambda path, error: errors.append((path, error)), share), share)
+        result = fold(_walks(data_dir, tops, lambda path, error: errors.append((path, error)), share), share)
         payload = pickle.dumps((True, (result, errors)), pickle.HIGHEST_PROTOCOL)
         status = 0
     except BaseException as error:  # everything goes back to the parent, which raises it

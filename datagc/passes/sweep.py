@@ -108,18 +108,18 @@ def media_files(
     compactly (``FileStats``): they may be most of a million files. The files that may not go are added to
     ``young`` (--verbose: each worker sends its bounded list back); the walk's count goes to ``progress``
     (a terminal)."""
-    walks: list[Iterable[FileStat]] = []
-    scanned = 0
-    for top in _outermost(media_dirs):
-        parts = fold_walk(data_dir, top, lambda entries, share: _candidates(
-            entries, share, may_go, young is not None, progress), on_error)
-        walks.append(heapq.merge(*(part for part, _, _ in parts)) if len(parts) > 1 else parts[0][0])
-        scanned += sum(seen for _, seen, _ in parts)
-        if young is not None:
-            for _, _, kept in parts:
-                if kept is not None:
-                    young.merge(kept)
-    return chain.from_iterable(walks), scanned
+    tops = _outermost(media_dirs)
+    if not tops:
+        return (), 0
+    # one walk for them all: one probe, and one set of workers, per pass
+    parts = fold_walk(data_dir, tops, lambda entries, share: _candidates(
+        entries, share, may_go, young is not None, progress), on_error)
+    if young is not None:
+        for _, _, kept in parts:
+            if kept is not None:
+                young.merge(kept)
+    found = heapq.merge(*(part for part, _, _ in parts)) if len(parts) > 1 else parts[0][0]
+    return found, sum(seen for _, seen, _ in parts)
 
 
 def _candidates(
