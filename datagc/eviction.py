@@ -19,6 +19,7 @@ import struct
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
+from typing import Any
 
 from datagc.config.schema import PressureConfig
 from datagc.facts import FileStat, Tally
@@ -134,23 +135,10 @@ class Victims:
         return heapq.merge(*(part.entries for part in self.parts), reverse=True)
 
 
-def plan_pressure(
-    files: Iterable[FileStat],
-    need: Need,
-    settings: PressureConfig,
-    *,
-    spared: Callable[[str], bool],
-    published: Container[str],
-    local_refs: Mapping[str, Sequence[FeedNull]],
-    cdn_enabled: bool,
-    now: float,
-    open_files: OpenFiles | None = None,
-    list_kept: bool = False,
-) -> PressurePlan:
-    """``rank_pressure``'s plan with its actions (``evictions``) listed."""
-    plan = rank_pressure(files, need, settings, spared=spared, published=published, local_refs=local_refs,
-                         cdn_enabled=cdn_enabled, now=now, open_files=open_files, list_kept=list_kept)
-    plan.actions = list(evictions(plan, local_refs, now))
+def plan_pressure(files: Iterable[FileStat], need: Need, settings: PressureConfig, **options: Any) -> PressurePlan:
+    """``rank_pressure``'s plan (the same arguments) with its actions (``evictions``) listed."""
+    plan = rank_pressure(files, need, settings, **options)
+    plan.actions = list(evictions(plan, options["local_refs"], options["now"]))
     return plan
 
 
