@@ -32,6 +32,12 @@ class FileIdentity:
     def of(cls, st: os.stat_result) -> FileIdentity:
         return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
+    def matches(self, st: os.stat_result) -> bool:
+        """``st`` is of this file still (``FileIdentity.of(st) == self``, without building one: asked right
+        before each unlink, from the unlink threads, where every bit of Python work holds the GIL)."""
+        return (st.st_ino == self.ino and st.st_dev == self.dev and st.st_size == self.size
+                and st.st_mtime_ns == self.mtime_ns and st.st_ctime_ns == self.ctime_ns)
+
     def moved(self, other: FileIdentity | None) -> bool:
         """``other`` is this file, renamed since (a rename moves the ctime, so it is not compared)."""
         return other is not None and (self.dev, self.ino, self.size, self.mtime_ns) == (

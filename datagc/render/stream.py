@@ -1,7 +1,9 @@
 """The report of a changing command, written while the pass runs: memory stays flat however much it deletes.
 
 Every action a step records reaches ``ReportStream.action``: a plain line or
-a JSON action is written at once and nothing of it is kept (a rich terminal
+a JSON action is written at once (into stdout's buffer, flushed when it fills
+and when the step ends: a flush per line cost a system call per deleted file)
+and nothing of it is kept (a rich terminal
 keeps only the rows its table shows; ``--quiet`` keeps nothing). When a step
 ends (``settle``) its notes, kept files and facts follow; ``finish`` writes
 the end of the report (the run's exit code, the disk after, the summary line).
@@ -153,7 +155,8 @@ class ReportStream:
             self._out(f"{comma}{self._sep(8)}{self._dump(action_json(action), 8)}")
         else:
             assert self._open is not None and self._report is not None
-            self._lines([action_line(action, self._report.dry_run)])
+            line = action_line(action, self._report.dry_run)
+            self._guarded(lambda: self.renderer.lines([line], flush=False))
         self._open_actions = True
 
     def _write_step(self, step: StepReport) -> None:

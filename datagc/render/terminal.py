@@ -60,10 +60,16 @@ class Renderer:
         self.err.writelines(f"datagc: {escape(line)}\n" for line in text.splitlines())
         self.err.flush()
 
-    def lines(self, lines: Iterable[str]) -> None:
-        """Plain lines on stdout, each escaped: one event is always one line."""
+    def lines(self, lines: Iterable[str], flush: bool = True) -> None:
+        """Plain lines on stdout, each escaped: one event is always one line.
+
+        ``flush=False``: left in the stream's buffer (a pass's action lines, as
+        its JSON actions: one write per buffer, not per line; the rest of the
+        report, or the interpreter's exit, flushes them).
+        """
         self.out.writelines(f"{escape(line)}\n" for line in lines)
-        self.out.flush()
+        if flush:
+            self.out.flush()
 
     def message(self, text: str) -> None:
         """A sentence for people (not in JSON or quiet mode)."""

@@ -30,7 +30,7 @@ def unlink_if_unchanged(dir_fd: int, name: str, expected: FileIdentity) -> str:
         st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     except FileNotFoundError:
         return VANISHED
-    if not stat.S_ISREG(st.st_mode) or FileIdentity.of(st) != expected:
+    if not stat.S_ISREG(st.st_mode) or not expected.matches(st):
         return CHANGED
     try:
         os.unlink(name, dir_fd=dir_fd)
