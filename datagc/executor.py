@@ -31,13 +31,12 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
-from datagc import foresight, parallel
+from datagc import foresight
 from datagc.cdn import local_paths
-from datagc.facts import FileIdentity
 from datagc.model import Action, Delete, FeedNull, Kept, PassContext, Rotate, StepReport, note
-from datagc.safety.unlink import CHANGED, UNLINKED, DirCache, unlink_if_unchanged
+from datagc.safety.unlink import CHANGED, UNLINKED, DirCache, unlink_each
 from datagc.veto import Veto
 
 #: its directory was replaced by a symlink, a file or a mount since planning: the file is not what was planned
@@ -59,14 +58,15 @@ def apply(ctx: PassContext, plan: Iterable[Action], step: StepReport) -> None:
     """
     rotations: list[Rotate] = []
     feeds: dict[str, OSError | None] = {}
-    for part in _parts(plan):
+    parts = _Ahead(_parts(plan))
+    for part in parts:
         allowed = vet(ctx, part, step)
         if ctx.dry_run:
             _record(ctx, allowed, step, feeds)
             continue
         deletes = [action for action in allowed if isinstance(action, Delete)]
         if deletes:
-            _apply_deletes(ctx, deletes, step)
+            _apply_deletes(ctx, deletes, step, parts.plan_ahead)
         rotations += [action for action in allowed if isinstance(action, Rotate)]
     for rotation in rotations:
         _apply_rotation(ctx, rotation, step)
@@ -85,6 +85,40 @@ def _parts(plan: Iterable[Action]) -> Iterator[list[Action]]:
                 part, deletes = [], 0
     if part:
         yield part
+
+
+class _Ahead:
+    """The plan's parts, the next one planned on demand (``plan_ahead``) while this one's unlinks run.
+
+    Planning is pure (no disk) and the unlink threads spend their time in the
+    kernel, so the two overlap. A planner's exception is raised when its part
+    is due, after the current part's outcomes are all recorded and journaled.
+    """
+
+    def __init__(self, parts: Iterator[list[Action]]) -> None:
+        self._parts = parts
+        self._next: list[Action] | Exception | None = None
+
+    def __iter__(self) -> _Ahead:
+        return self
+
+    def __next__(self) -> list[Action]:
+        ahead, self._next = self._next, None
+        if ahead is None:
+            return next(self._parts)
+        if isinstance(ahead, Exception):
+            raise ahead
+        return ahead
+
+    def plan_ahead(self) -> None:
+        if self._next is not None:
+            return
+        try:
+            self._next = next(self._parts)
+        except StopIteration:
+            self._parts = iter(())
+        except Exception as error:  # raised in its turn (``__next__``)
+            self._next = error
 
 
 def vet(ctx: PassContext, plan: Sequence[Action], step: StepReport) -> list[Action]:
@@ -147,7 +181,9 @@ def _record(ctx: PassContext, plan: Sequence[Action], step: StepReport, feeds: d
             held_by = None
 
 
-def _apply_deletes(ctx: PassContext, deletes: list[Delete], step: StepReport) -> None:
+def _apply_deletes(ctx: PassContext, deletes: list[Delete], step: StepReport,
+                   meanwhile: Callable[[], None] = lambda: None) -> None:
+    """Steps 1 to 4 of the module's docstring for one part of the plan; ``meanwhile`` runs while its unlinks do."""
     from datagc.feed.rewrite import null_references  # only deletions touch the feed (rotate's start-up stays lean)
 
     data_dir, config = ctx.data_dir, ctx.config
@@ -157,7 +193,7 @@ def _apply_deletes(ctx: PassContext, deletes: list[Delete], step: StepReport) ->
     written = list(before.nulls)
     held = before.blocked
     nulled = set(before.nulled)
-    deleted = _unlink_all(ctx, [action for action in deletes if action.path not in held], nulled, step)
+    deleted = _unlink_all(ctx, [action for action in deletes if action.path not in held], nulled, step, meanwhile)
     problems = before.problems
     if held and deleted and any(problem.errno == errno.ENOSPC for problem in problems):
         retry = null_references(data_dir, config, list(held))
@@ -243,17 +279,20 @@ def repair(ctx: PassContext, graves: set[str], step: StepReport) -> None:
             step.fail(note("feed-repair-failed", problem=problem), problem.errno)
 
 
-def _unlink_all(ctx: PassContext, deletes: list[Delete], nulled: set[str], step: StepReport) -> list[str]:
+def _unlink_all(ctx: PassContext, deletes: list[Delete], nulled: set[str], step: StepReport,
+                meanwhile: Callable[[], None] = lambda: None) -> list[str]:
     """Unlink each planned file that is still what was planned; returns the paths unlinked.
 
     What happened to each file is gathered, and reported, in plan order,
-    whether the unlinks ran one after the other or overlapped (``_unlink_each``).
+    whether the unlinks ran one after the other or overlapped (``unlink_each``,
+    which runs ``meanwhile`` once the threads are started).
     """
     deleted: list[str] = []
     changed: list[str] = []
     journal = ctx.journal
     with DirCache(ctx.data_dir) as dirs:
-        for action, outcome in zip(deletes, _unlink_each(dirs, deletes), strict=True):
+        outcomes = unlink_each(dirs, [(action.path, action.identity) for action in deletes], meanwhile)
+        for action, outcome in zip(deletes, outcomes, strict=True):
             if isinstance(outcome, FileNotFoundError):
                 continue  # its directory vanished: so did the file
             if isinstance(outcome, OSError):
@@ -276,62 +315,6 @@ def _unlink_all(ctx: PassContext, deletes: list[Delete], nulled: set[str], step:
     if changed:
         step.notes.append(note("kept-changed", count=len(changed), example=changed[0]))
     return deleted
-
-
-#: a plan deleting at least this many files unlinks them from several threads
-PARALLEL_UNLINKS = 1000
-#: threads unlinking at once: the kernel's work on one filesystem overlaps well beyond the cores
-UNLINK_THREADS = 4
-_Outcome = str | OSError
-
-
-def _unlink_each(dirs: DirCache, deletes: Sequence[Delete]) -> Iterator[_Outcome]:
-    """``unlink_if_unchanged`` for every planned file (its re-check, then its unlink), in plan order.
-
-    Directories are opened here, one thread, each once; for a large plan the
-    checks and unlinks then run from ``UNLINK_THREADS`` threads (both release
-    the GIL), in contiguous slices, and the outcomes are yielded in plan order
-    as their slice completes. ``DATAGC_PARALLEL_THRESHOLD`` lowers the size
-    from which they do (0: always).
-    """
-    tasks: list[tuple[int, str, FileIdentity] | OSError] = []
-    opened: dict[str, int | OSError] = {}
-    for action in deletes:
-        directory, _, name = action.path.rpartition("/")
-        dir_fd = opened.get(directory)
-        if dir_fd is None:
-            try:
-                dir_fd = opened[directory] = dirs.get(directory)
-            except OSError as error:
-                dir_fd = opened[directory] = error
-        tasks.append(dir_fd if isinstance(dir_fd, OSError) else (dir_fd, name, action.identity))
-    threshold = min(PARALLEL_UNLINKS, parallel.threshold())
-    if len(tasks) < max(threshold, 2):
-        yield from _run_tasks(tasks)
-        return
-    from concurrent.futures import ThreadPoolExecutor  # only large plans need it
-
-    size = max(64, len(tasks) // (UNLINK_THREADS * 8))
-    slices = [tasks[start:start + size] for start in range(0, len(tasks), size)]
-    pool = ThreadPoolExecutor(UNLINK_THREADS, thread_name_prefix="datagc-unlink")
-    try:
-        for part in pool.map(_run_tasks, slices):
-            yield from part
-    finally:  # a caller that stops early: the slices not started are never unlinked (nor reported)
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _run_tasks(tasks: Sequence[tuple[int, str, FileIdentity] | OSError]) -> list[_Outcome]:
-    outcomes: list[_Outcome] = []
-    for task in tasks:
-        if isinstance(task, OSError):
-            outcomes.append(task)
-            continue
-        try:
-            outcomes.append(unlink_if_unchanged(*task))
-        except OSError as error:
-            outcomes.append(error)
-    return outcomes
 
 
 def _apply_rotation(ctx: PassContext, action: Rotate, step: StepReport) -> None:

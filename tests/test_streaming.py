@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -21,7 +22,7 @@ import pytest
 
 from datagc import executor, parallel
 from datagc.exitcodes import Exit
-from datagc.model import Delete, FeedNull, FeedRestore, StepReport
+from datagc.model import Action, Delete, FeedNull, FeedRestore, StepReport
 from tests.helpers import DATAGC, clean_env, run_datagc
 from tests.steps import run
 from tests.sweep_support import NOW, context, make_config, write_file
@@ -106,6 +107,31 @@ def test_a_file_changed_in_a_later_part_is_kept_and_gets_its_reference_back(tmp_
     posts = orjson.loads((root / "posts.json").read_bytes())
     assert {post["imageUrl"] for post in posts} == {None, f"/{changed}"}
     assert not any((root / path).exists() for path in OLD if path != changed)
+
+
+@pytest.mark.usefixtures("small_parts")
+def test_a_planner_failing_in_a_later_part_fails_after_the_part_before_it_is_recorded(tmp_path: Path) -> None:
+    """The next part is planned while this one's threads unlink: a failure there waits for this part's outcomes."""
+    root = tree(tmp_path / "data")
+    config = make_config(root, cdn__enabled=True, cdn__public_url="https://cdn.example.com")
+    from datagc.passes import sweep as sweep_pass
+
+    with context(root, config, now=NOW) as ctx:
+        plan = list(sweep_pass.prepare(ctx).actions)
+        first_part = [action.path for action in plan if isinstance(action, Delete)][:executor.CHUNK]
+
+        def breaking() -> Iterator[Action]:
+            for action in plan:
+                if isinstance(action, Delete) and action.path not in first_part:
+                    raise RuntimeError("the planner broke")
+                yield action
+
+        step = StepReport("sweep")
+        with pytest.raises(RuntimeError, match="the planner broke"):
+            executor.apply(ctx, breaking(), step)
+
+    assert [action.path for action in step.actions if isinstance(action, Delete)] == first_part
+    assert [path for path in OLD if not (root / path).exists()] == sorted(first_part, key=OLD.index)
 
 
 @pytest.mark.parametrize("quiet", [(), ("--quiet",)], ids=["", "quiet"])
