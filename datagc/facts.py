@@ -71,7 +71,7 @@ class FileStat(NamedTuple):
         return self.allocated if self.nlink == 1 else 0
 
 
-@dataclass(slots=True)
+@dataclass
 class Tally:
     """A count of files and their allocated bytes."""
 

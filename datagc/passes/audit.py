@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from datagc.census import count_tree
 from datagc.config.schema import Config
@@ -27,8 +27,7 @@ if TYPE_CHECKING:
     from datagc.tombstones import Dangling
 
 
-@dataclass(frozen=True)
-class EntryTotal:
+class EntryTotal(NamedTuple):
     """Allocated bytes and files under one top-level entry of DATA_DIR."""
 
     path: str
@@ -36,14 +35,12 @@ class EntryTotal:
     files: int
 
 
-@dataclass(frozen=True)
-class LargeFile:
+class LargeFile(NamedTuple):
     path: str
     bytes: int
 
 
-@dataclass(frozen=True)
-class OpenDeleted:
+class OpenDeleted(NamedTuple):
     """A deleted file on DATA_DIR's filesystem that a process still holds open."""
 
     pid: int
