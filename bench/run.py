@@ -1,6 +1,6 @@
 """Run every benchmark (``bench/bench_*.py``) and print one table: datagc beside its anchor tool.
 
-    python bench/run.py [--repeats N] [--only NAME] [--quick] [--workdir DIR]
+    python bench/run.py [--repeats N] [--only NAME[,NAME...]] [--quick] [--workdir DIR]
 
 Each module exposes ``run(workdir: Path, repeats: int) -> list[Row]``. Input
 sizes follow the environment variable ``BENCH_SCALE`` (a float, 1.0 = the
@@ -38,8 +38,12 @@ GOALS: dict[str, float] = {"audit": 1.3, "sweep": 0.8, "rotate": 2.0, "pressure"
 
 
 def modules(only: str | None) -> list[str]:
+    """Every module's name, or those named in ``only`` (comma-separated); an unknown name is an error."""
     names = sorted(path.stem.removeprefix("bench_") for path in (REPO / "bench").glob("bench_*.py"))
-    return [name for name in names if only is None or name == only]
+    if only is None:
+        return names
+    wanted = [name.strip() for name in only.split(",") if name.strip()]
+    return wanted if wanted and set(wanted) <= set(names) else []
 
 
 def default_workdir() -> Path:
@@ -106,7 +110,7 @@ def format_table(rows: list[Row]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Benchmark datagc against the tools it is measured by.")
     parser.add_argument("--repeats", type=int, default=5, help="runs per command; the median counts (default 5)")
-    parser.add_argument("--only", help="run one module, e.g. audit for bench/bench_audit.py")
+    parser.add_argument("--only", help="modules to run, comma-separated, e.g. audit,sweep (default: all)")
     parser.add_argument("--quick", action="store_true", help=f"smoke run: BENCH_SCALE={QUICK_SCALE}")
     parser.add_argument("--workdir", type=Path, help="where inputs are built (default /var/tmp/datagc-bench)")
     args = parser.parse_args(argv)
@@ -114,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["BENCH_SCALE"] = str(QUICK_SCALE)
     names = modules(args.only)
     if not names:
-        parser.error(f"no benchmark module bench/bench_{args.only}.py")
+        parser.error(f"--only {args.only}: each name must be one of bench/bench_NAME.py")
     workdir = args.workdir or default_workdir()
     workdir.mkdir(parents=True, exist_ok=True)
     compile_datagc()
