@@ -67,10 +67,11 @@ class Running:
         assert found >= count, f"waited for {count}x {text!r}; stdout={self.out} stderr={self.err}"
 
     def finish(self, timeout: float = PATIENCE) -> int:
-        """Wait for the exit and for every line of output."""
+        """Wait for the exit and for every line of output (the readers are given the same patience: on a loaded
+        machine a reader can lag its process's exit by seconds, and a last line not yet read is not a line lost)."""
         code = self.process.wait(timeout=timeout)
         for reader in self._readers:
-            reader.join(timeout=5)
+            reader.join(timeout=timeout)
         return code
 
     def stop(self, signum: signal.Signals, timeout: float = PATIENCE) -> int:
