@@ -1,36 +1,36 @@
 """The sentences: every note, kept-file reason and failure of a step, from its code and fields.
 
 Passes, the executor and the runner say what happened as a ``model.Note``
-(a code and its facts); this table is the one place that says it in English,
+(a code and its facts); ``SENTENCES`` is the one place that says it in English,
 for every renderer (plain lines, rich, the JSON ``notes``/``error``/``why``).
+The values inside them are worded by :mod:`datagc.wording.phrases`.
 """
 
 from __future__ import annotations
 
-import errno
-import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from datagc.limits import Limit
 from datagc.units import format_duration, format_size, human_age
 from datagc.units import shown_count as _count
 from datagc.units import shown_size as _size
+from datagc.wording.phrases import (
+    detail_text,
+    feed_problem_text,
+    limit_crossed,
+    limit_target,
+    limit_value,
+    limits_with_thresholds,
+    percent,
+    referrers,
+    strerror_text,
+    verdict_text,
+)
 
 if TYPE_CHECKING:  # annotations only: audit never imports the run reports' model (its start-up is timed)
-    from datagc.cdn import Verdict
-    from datagc.feed.index import FeedProblem
-    from datagc.feed.parse import Undecodable
-    from datagc.model import Detail, Failure, Note
+    from datagc.model import Failure, Note
 
 Fields = Mapping[str, Any]
-
-def percent(fraction: float, exact: bool = False) -> str:
-    """``73.1%``; ``exact`` for configured values: ``70%``, ``65.5%``."""
-    if exact:
-        return f"{fraction * 100:.6f}".rstrip("0").rstrip(".") + "%"
-    return f"{fraction * 100:.1f}%"
-
 
 _LOG_REFUSED = {
     "symlink": "is a symlink or lies under one (datagc never follows symlinks); left alone",
@@ -45,81 +45,6 @@ _NOT_ENTERED = {
 }
 
 
-# --- why a file was chosen (``Delete.detail``) -----------------------------------
-
-_DETAILS = {
-    "orphan-temp": "orphan temp file",
-    "leftover": "left by an interrupted datagc",
-    "on-cdn": "on the CDN",
-    "unreferenced": "unreferenced",
-    "referenced": "referenced by the feed",
-}
-
-
-def referrers(posts: Sequence[str]) -> str:
-    """The posts naming a file: ``p1, p2``; ``a post`` when none has an id."""
-    return ", ".join(posts) if posts else "a post"
-
-
-def detail_text(detail: Detail | None) -> str:
-    """``on the CDN, verified``, ``referenced locally by p1, p2``; empty without a detail."""
-    if detail is None:
-        return ""
-    if detail.code == "referenced-locally":
-        said = f"referenced locally by {referrers(detail.posts)}"
-    else:
-        said = _DETAILS[detail.code]
-    return f"{said}, verified" if detail.verified else said
-
-
-# --- feed problems (``datagc.feed``) -----------------------------------------------
-
-_JSON_TYPES = {"object": "an object", "string": "a string", "null": "null", "boolean": "a boolean",
-               "number": "a number"}
-
-
-def _undecodable(why: Undecodable) -> str:
-    if why.code == "not-utf8":
-        return f"is not UTF-8 text ({why.reason} at byte {why.byte})"
-    if why.code == "not-json":
-        return f"is not JSON ({why.reason} at line {why.line} column {why.column})"
-    if why.code == "too-deep":
-        return "is nested too deeply to parse"
-    return f"is not a JSON array (its top level is {_JSON_TYPES[why.found]})"
-
-
-def _strerror(code: int | None) -> str:
-    return os.strerror(code) if code is not None else "unknown error"
-
-
-def feed_problem_text(problem: FeedProblem) -> str:
-    """``feed posts.json is not JSON (Expecting value at line 1 column 1)``, ``feed posts.json cannot be read (…)``."""
-    code = problem.code
-    if code == "unreadable":
-        if problem.errno == errno.ELOOP:
-            said = "is a symbolic link (not followed)"
-        elif problem.errno == errno.EINVAL:
-            said = "is not a regular file"
-        else:
-            said = f"cannot be read ({_strerror(problem.errno)})"
-    elif code == "dir-unopenable":
-        said = f"is in a directory that cannot be opened ({_strerror(problem.errno)})"
-    elif code == "undecodable":
-        said = _undecodable(problem.decoding) if problem.decoding is not None else "is not JSON"
-    elif code == "rewrite-failed":
-        said = f"could not be rewritten ({_strerror(problem.errno)}); it was left as it was"
-    elif code == "kept-changing":
-        said = (f"kept changing while datagc updated it ({problem.attempts} attempts in {problem.seconds:g} s); "
-                "it was left as the service last wrote it")
-    elif code == "restore-failed":
-        said = f"could not be rewritten ({_strerror(problem.errno)}) to restore references; it was left as it was"
-    elif code == "restore-kept-changing":
-        said = f"kept changing while datagc restored references in it ({problem.attempts} attempts)"
-    else:
-        said = "has vanished"
-    return f"feed {problem.path} {said}"
-
-
 def _problem(f: Fields) -> str:
     return feed_problem_text(f["problem"])
 
@@ -128,72 +53,7 @@ def _problems(f: Fields) -> str:
     return "; ".join(feed_problem_text(problem) for problem in f["problems"])
 
 
-# --- the CDN's answers (``cdn.verify``) ---------------------------------------------
-
-
-def verdict_text(verdict: Verdict) -> str:
-    """``the CDN answered 404 for https://…``, ``the CDN answered 200 with the same 4096 bytes``."""
-    url, code = verdict.url, verdict.code
-    if code == "same-size":
-        return f"the CDN answered 200 with the same {verdict.local_size} bytes"
-    if code == "off-cdn":
-        return (f"{url} is not on the CDN that cdn.public_url names ({verdict.public_url or 'unset'}); "
-                "nothing was requested")
-    if code == "bad-url":
-        return f"{url} cannot be requested (it is not valid text); nothing was requested"
-    if code == "timed-out":
-        return f"the CDN did not answer for {url} (no whole answer within {verdict.seconds:g}s)"
-    if code == "no-answer":
-        return f"the CDN did not answer for {url} ({verdict.error})"
-    if code == "redirect":
-        return (f"the CDN answered {verdict.status} for {url}, redirecting to {verdict.location}; "
-                "redirects are not followed")
-    if code == "status":
-        return f"the CDN answered {verdict.status} for {url}"
-    if code == "no-length":
-        return f"the CDN answered 200 without a usable Content-Length for {url}"
-    if code == "size-differs":
-        return f"the CDN has {verdict.length} bytes at {url}, the local copy {verdict.local_size}"
-    return f"not verified: the CDN left {verdict.unanswered} requests unanswered, so no more were sent in this pass"
-
-
-# --- the pressure limits (datagc.limits) ----------------------------------------
-
-
-def limit_value(limit: Limit) -> str:
-    """Where a limit stands: ``73.1% used``, ``budget 91.0% (9.1GB of 10GB)``, ``2.0MB free``, ``inodes 3.1% used``."""
-    if limit.name == "disk":
-        return f"{percent(limit.value)} used"
-    if limit.name == "budget":
-        return f"budget {percent(limit.value)} ({_size(limit.amount or 0)} of {_size(limit.capacity or 0)})"
-    if limit.name == "min_free":
-        return f"{_size(int(limit.value))} free"
-    return f"inodes {percent(limit.value)} used"
-
-
-def _bound(limit: Limit, bound: float) -> str:
-    return _size(int(bound)) if limit.name == "min_free" else percent(bound, exact=True)
-
-
-def limit_crossed(limit: Limit) -> str:
-    """A crossed limit: ``73.1% used > 70%``, ``1.9MB free < min_free 2.1MB``."""
-    if limit.name == "min_free":
-        return f"{limit_value(limit)} < min_free {_bound(limit, limit.threshold)}"
-    return f"{limit_value(limit)} > {_bound(limit, limit.threshold)}"
-
-
-def _limit_target(limit: Limit) -> str:
-    """``the target 60%``, ``the budget target 60%``, ``min_free_target 3.1MB``, ``the inode target 90%``."""
-    if limit.name == "min_free":
-        return f"min_free_target {_bound(limit, limit.target)}"
-    label = {"disk": "the target", "budget": "the budget target", "inodes": "the inode target"}[limit.name]
-    return f"{label} {_bound(limit, limit.target)}"
-
-
-def limits_with_thresholds(limits: Sequence[Limit]) -> str:
-    """Every limit with its threshold: ``12.0% used, threshold 70%; inodes 3.1% used, threshold 95%``."""
-    return "; ".join(f"{limit_value(limit)}, {'min_free' if limit.name == 'min_free' else 'threshold'} "
-                     f"{_bound(limit, limit.threshold)}" for limit in limits)
+# --- the pressure headlines ------------------------------------------------------
 
 
 def _headline(f: Fields) -> str:
@@ -310,7 +170,7 @@ SENTENCES: dict[str, Callable[[Fields], str]] = {
     # rotate
     "log-missing": lambda f: "does not exist; nothing to rotate",
     "log-unreadable": lambda f: f"{f['path']} {'its directory cannot be opened' if f['in_dir'] else 'cannot be read'} "
-                                f"({_strerror(f['errno'])}); left as it was",
+                                f"({strerror_text(f['errno'])}); left as it was",
     "log-refused": lambda f: f"{f['path']} {_LOG_REFUSED[f['state']]}",
     "log-under-trigger": lambda f: f"{_count(f['size'])} bytes, not over rotate.max_bytes "
                                    f"({format_size(f['max_bytes'])})",
@@ -369,9 +229,9 @@ SENTENCES: dict[str, Callable[[Fields], str]] = {
     "pressure-statfs-after-failed": lambda f: f"cannot measure the disk again after the deletions "
                                               f"(statfs: {f['error']})",
     "pressure-above-target-exhausted": lambda f: "pressure: below every threshold but short of "
-                                                 + ", ".join(_limit_target(limit) for limit in f["short"])
+                                                 + ", ".join(limit_target(limit) for limit in f["short"])
                                                  + ": no other media file may be evicted",
-    "pressure-above-target": lambda f: "pressure: short of " + ", ".join(_limit_target(limit) for limit in f["short"])
+    "pressure-above-target": lambda f: "pressure: short of " + ", ".join(limit_target(limit) for limit in f["short"])
                                        + ": some planned files were kept, or deleted files are still held open by a "
                                        "process (datagc audit lists those)",
     "held-open": lambda f: f"held open by pid {f['pid']} ({f['command']}): deleting it would free nothing until it "
