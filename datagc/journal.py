@@ -162,6 +162,8 @@ class Journal:
     _created: bool = False
     #: oldest unwritten lines given up while the journal could not be written (beyond what it keeps)
     _dropped: int = 0
+    #: lines recorded since the last ``flush``: the current step's changes
+    _step_lines: int = 0
 
     def record(self, step: str, kind: str, path: str, nbytes: int, reason: str | None, **extra: Any) -> None:
         """Append one applied change (``extra``: post, field, url, media, lines_kept)."""
@@ -182,6 +184,7 @@ class Journal:
         self._append(line)
 
     def _append(self, line: bytes) -> None:
+        self._step_lines += 1
         self._pending.append(line)
         self._pending_bytes += len(line)
         if self._pending_bytes < BATCH_BYTES:
@@ -214,12 +217,17 @@ class Journal:
         """Write what is pending and fsync; trim the journal if it outgrew its bound.
 
         Returns what went wrong, for the step's report: None, or a sentence.
-        Lines that could not be written stay pending for the next ``flush``.
+        Lines that could not be written stay pending for the next ``flush``;
+        a step that recorded nothing is not told again of an earlier step's
+        failure (that step's report said it).
         """
+        own = self._step_lines
+        self._step_lines = 0
         self._write_pending()
         if self._problem is not None:
-            lost = len(self._pending) + self._dropped
-            return f"{self._problem}; {lost} change(s) of this pass are not in the journal"
+            # the newest pending lines are this step's (the oldest may have been given up)
+            lost = min(own, len(self._pending) + self._dropped)
+            return f"{self._problem}; {lost} change(s) of this pass are not in the journal" if own else None
         if not self._dirty:
             return None
         try:
@@ -228,7 +236,7 @@ class Journal:
                 os.fsync(self._state_fd)
                 self._created = False
         except OSError as error:
-            return f"journal {JOURNAL_NAME} could not be synced ({error.strerror})"
+            return f"journal {JOURNAL_NAME} could not be synced ({error.strerror})" if own else None
         self._dirty = False
         return self._trim()
 
