@@ -182,6 +182,16 @@ def bulk(root: Path, count: int, age: float) -> None:
         os.utime(path, (when, when))
 
 
+def published_behind(server: str, root: Path, files: int, size: int = 50,
+                     env: dict[str, str] = SPLIT) -> dict[str, str]:
+    """``files`` old files, and ``images/pub-<size>.png`` published (old enough to be checked on the held CDN
+    ``server``, which answers once released): a sweep of ``root`` waits on the CDN. Its settings, with ``env``."""
+    bulk(root, files, 3 * DAY)
+    write(root / f"images/pub-{size}.png", 2 * DAY, size=size)
+    feed(root, f"{server}/images/pub-{size}.png")
+    return {"DATAGC_CDN_PUBLIC_URL": server, "DATAGC_CDN_VERIFY": "true", "DATAGC_SWEEP_PUBLISHED_GRACE": "1h", **env}
+
+
 def regular_files(root: Path, under: str = "") -> int:
     return sum(len(files) for _, _, files in os.walk(root / under))
 
@@ -193,10 +203,8 @@ def test_a_long_pass_shows_its_walk_on_the_terminal(tmp_path: Path, held_cdn: tu
                                                     command: str, env: dict[str, str]) -> None:
     server, release = held_cdn
     root = tmp_path / "data"
-    bulk(root, 1500, 3 * DAY)
-    size = 123
-    write(root / f"images/pub-{size}.png", 2 * DAY, size=size)  # published, old enough: checked on the CDN
-    feed(root, f"{server}/images/pub-{size}.png")
+    settings = {**published_behind(server, root, 1500, size=123, env=env), "DATAGC_PRESSURE_BUDGET": "64KiB",
+                "DATAGC_PRESSURE_MIN_AGE": "1h"}
     step = "pressure" if command == "pressure" else "sweep"  # run-all: its first walk
     walked = regular_files(root, "images") if step == "sweep" else regular_files(root)
     shown = f"{step}: {walked:,} files walked"
@@ -207,8 +215,6 @@ def test_a_long_pass_shows_its_walk_on_the_terminal(tmp_path: Path, held_cdn: tu
             seen.set()
             release.set()  # the pass may go on: its CDN check is answered
 
-    settings = {"DATAGC_CDN_PUBLIC_URL": server, "DATAGC_CDN_VERIFY": "true", "DATAGC_SWEEP_PUBLISHED_GRACE": "1h",
-                "DATAGC_PRESSURE_BUDGET": "64KiB", "DATAGC_PRESSURE_MIN_AGE": "1h", **env}
     args = (command, "--data-dir", str(root), "--cdn", "--dry-run")
     screen = run_on_terminal(*args, env=settings, columns=120, on_screen=on_screen)
     assert seen.is_set(), screen.text
@@ -222,11 +228,7 @@ def test_progress_goes_to_stderr_only_on_a_terminal(tmp_path: Path, held_cdn: tu
     elsewhere or -q: not a byte more."""
     server, release = held_cdn
     root = tmp_path / "data"
-    bulk(root, 2000, 3 * DAY)
-    write(root / "images/pub-50.png", 2 * DAY, size=50)
-    feed(root, f"{server}/images/pub-50.png")
-    settings = {"DATAGC_CDN_PUBLIC_URL": server, "DATAGC_CDN_VERIFY": "true", "DATAGC_SWEEP_PUBLISHED_GRACE": "1h",
-                **SPLIT}
+    settings = published_behind(server, root, 2000)
     args = ("sweep", "--data-dir", str(root), "--cdn", "--dry-run")
     release.set()
     piped = run_datagc(*args, env=settings)
@@ -252,11 +254,7 @@ def test_the_progress_line_is_gone_before_the_report_is_written_to_the_same_term
     the step's line is erased when its walk and CDN check end, before its first action is written."""
     server, release = held_cdn
     root = tmp_path / "data"
-    bulk(root, 1500, 3 * DAY)
-    write(root / "images/pub-50.png", 2 * DAY, size=50)
-    feed(root, f"{server}/images/pub-50.png")
-    settings = {"DATAGC_CDN_PUBLIC_URL": server, "DATAGC_CDN_VERIFY": "true", "DATAGC_SWEEP_PUBLISHED_GRACE": "1h",
-                **SPLIT}
+    settings = published_behind(server, root, 1500)
 
     def on_screen(text: str) -> None:
         if "sweep: 1,501 files walked" in text:
