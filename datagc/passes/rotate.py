@@ -15,7 +15,7 @@ import os
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from datagc import leftovers
 from datagc.config.schema import RotateConfig
@@ -30,9 +30,8 @@ LogState = Literal["regular", "missing", "symlink", "directory", "special", "els
 _REFUSED = frozenset({"symlink", "directory", "special", "elsewhere"})
 
 
-@dataclass(frozen=True)
-class LogFacts:
-    """What ``observe`` saw of one configured log."""
+class LogFacts(NamedTuple):
+    """What ``observe`` saw of one configured log (a NamedTuple: cheaper to define than a dataclass)."""
 
     path: str
     state: LogState
