@@ -12,14 +12,15 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from datagc.limits import Limit
 from datagc.units import shown_size as _size
 
 if TYPE_CHECKING:  # annotations only: audit never imports the run reports' model (its start-up is timed)
     from datagc.cdn import Verdict
     from datagc.feed.index import FeedProblem
     from datagc.feed.parse import Undecodable
+    from datagc.limits import Limit
     from datagc.model import Detail
+
 
 def percent(fraction: float, exact: bool = False) -> str:
     """``73.1%``; ``exact`` for configured values: ``70%``, ``65.5%``."""
