@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import posixpath
+import re
 import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -41,8 +42,11 @@ def media_prefixes(media_dirs: Sequence[str]) -> tuple[str, ...]:
 
 
 def _segments(path: str) -> list[str]:
-    normal = posixpath.normpath("/" + path)
-    return [part for part in normal.split("/") if part]
+    parts = [part for part in path.split("/") if part]
+    if "." in parts or ".." in parts:  # else normpath would change nothing but the slashes
+        normal = posixpath.normpath("/" + path)
+        return [part for part in normal.split("/") if part]
+    return parts
 
 
 def media_suffixes(path: str, media_dirs: Sequence[str]) -> list[str]:
@@ -78,6 +82,15 @@ def _path_variants(path: str) -> set[str]:
     return {path, unquote(path)}
 
 
+#: a URL that ``urlsplit`` reads as a path and nothing else, the path being the URL itself: no scheme (no ``:``),
+#: no authority (no leading ``//``), no query or fragment, no leading control or space character (it strips those)
+#: and no tab or line break (it drops those). Most local URLs are such paths; this spares them ``urlsplit``.
+_PATH_ONLY = re.compile(r"(?!//)[^\x00-\x20:?#][^:?#\t\n\r]*")
+#: a ``cdn.public_url`` every URL under which has its origin (``urlsplit`` reads scheme and host from the prefix
+#: alone): http(s), a plain host name, a port, a path without query, fragment, space or control character
+_PLAIN_BASE = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]+)?(?:/[^\x00-\x20\x7f?#]*)?")
+
+
 #: URLs whose files are remembered: a pass asks about each feed URL several times (its index, the nulls
 #: before and after the unlinks, the tombstone repair), and the answer depends on the URL and settings only
 _REMEMBERED = 1 << 16
@@ -88,19 +101,30 @@ def local_paths(url: str, media_dirs: Sequence[str]) -> frozenset[str]:
 
     Read generously, since a miss would leave the feed pointing at a deleted
     file: the URL as written, its path without query or fragment, and both
-    percent-decoded. Empty for http(s) URLs and other schemes (``data:``).
+    percent-decoded (a URL ``urlsplit`` refuses, as written). Empty for http(s) URLs and other schemes (``data:``).
     """
     return _local_paths(url, tuple(media_dirs))
 
 
 @functools.lru_cache(maxsize=_REMEMBERED)
 def _local_paths(url: str, media_dirs: tuple[str, ...]) -> frozenset[str]:
-    if is_remote(url):
+    if _PATH_ONLY.fullmatch(url):
+        variants = _path_variants(url)
+    elif url.startswith(("https://", "http://")):
         return frozenset()
-    split = urlsplit(url)
-    if split.scheme not in ("", "file"):
-        return frozenset()
-    variants = _path_variants(split.path) | ({url} if not split.scheme else set())
+    else:
+        try:
+            split = urlsplit(url)
+        except ValueError:  # a broken host (``//[x/images/a.png``): its text may still name a file
+            split = None
+        if split is None:
+            variants = _path_variants(url)
+        elif split.scheme == "file":
+            variants = _path_variants(split.path)
+        elif not split.scheme and not url.startswith("//"):
+            variants = _path_variants(split.path) | {url}
+        else:  # remote (``is_remote``) or another scheme
+            return frozenset()
     return frozenset(found for variant in variants for found in media_suffixes(variant, media_dirs))
 
 
@@ -118,12 +142,17 @@ def cdn_paths(url: str, public_url: str, media_dirs: Sequence[str]) -> frozenset
 
 @functools.lru_cache(maxsize=_REMEMBERED)
 def _cdn_paths(url: str, public_url: str, media_dirs: tuple[str, ...]) -> frozenset[str]:
-    if not is_remote(url):
-        return frozenset()
     base = public_url.rstrip("/") + "/"
-    if not url.startswith(base) or origin(url) != origin(public_url):
+    if not url.startswith(base):
         return frozenset()
-    rest = urlsplit("/" + url[len(base):]).path
+    if not _PLAIN_BASE.fullmatch(public_url) and (not is_remote(url) or origin(url) != _origin_of(public_url)):
+        return frozenset()
+    rest = "/" + url[len(base):]
+    if not _PATH_ONLY.fullmatch(rest):
+        try:
+            rest = urlsplit(rest).path
+        except ValueError:  # ``public_url//[x/…``: no file of ours (a CDN copy is only ever claimed exactly)
+            return frozenset()
     return frozenset(found for variant in _path_variants(rest) if (found := _under_media_dir(variant, media_dirs)))
 
 
@@ -133,6 +162,12 @@ class Origin(NamedTuple):
     scheme: str
     host: str
     port: int
+
+
+@functools.lru_cache(maxsize=8)
+def _origin_of(public_url: str) -> Origin | None:
+    """``origin`` of the configured ``cdn.public_url`` (one per configuration, asked of every feed URL)."""
+    return origin(public_url)
 
 
 def origin(url: str) -> Origin | None:

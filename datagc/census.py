@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from datagc.progress import Counter, WalkProgress
     from datagc.safety.datadir import DataDir
 
+#: a FileStat from its fields, as ``tuple.__new__`` makes a named tuple
+_new_stat = tuple.__new__
+
 #: one of the largest files: (allocated bytes, directory, name), a total order whatever the walk's order
 Large = tuple[int, str, str]
 
@@ -134,6 +137,7 @@ def count_walk(
     counted = counted_blocks = 0  # files counted in before the current directory's, for progress
     next_report = EVERY
     floor, ties = _floor(largest, top, "")
+    head = ""
     for kind, directory, name, st in entries:
         if kind is not FILE:
             if kind is DIRECTORY:
@@ -159,6 +163,7 @@ def count_walk(
                     next_report = counted + EVERY
             current = directory
             in_media = directory in media or directory.startswith(prefixes)
+            head = f"{directory}/"
             floor, ties = _floor(largest, top, directory)
         here = st.st_blocks
         if st.st_nlink > 1:
@@ -178,8 +183,9 @@ def count_walk(
             if here > floor or (ties and here == floor):
                 _keep(largest, (here * 512, directory, name), top)
                 floor, ties = _floor(largest, top, directory)
-        if in_media:
-            yield FileStat.of(f"{directory}/{name}", st)
+        if in_media:  # ``FileStat.of``, without its two calls per file
+            yield _new_stat(FileStat, (head + name, st.st_mtime_ns, st.st_size, here * 512, st.st_nlink, st.st_dev,
+                                       st.st_ino, st.st_ctime_ns))
     if files:
         _count_in(census, current, files, blocks, apparent)
     if counter is not None:

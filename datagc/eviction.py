@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
-import os
 import struct
+import sys
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import islice
+from itertools import chain
 from typing import Any
 
 from datagc.config.schema import PressureConfig
-from datagc.facts import FileStat, Tally
+from datagc.facts import FileIdentity, FileStat, Tally
 from datagc.keptlist import KeptList
 from datagc.limits import Need
 from datagc.model import Action, Delete, Detail, FeedNull, Kept, Plan, note
@@ -79,22 +79,22 @@ _ALLOCATED_AT = -_PACKED.size + 2 * 8
 #: every byte complemented: a complemented string sorts in the reverse order of the original
 _FLIP = bytes(range(255, -1, -1))
 _MTIME_OFFSET = 1 << 63  # an mtime before 1970 is negative
-
-
-def _key(file: FileStat, rank: int) -> int:
-    """The eviction order: class, then oldest first (non-negative: it is written as 16 unsigned bytes)."""
-    return (rank << 64) + file.mtime_ns + _MTIME_OFFSET
+#: a key's 16 bytes complemented: the key xor this
+_KEY_FLIP = (1 << 128) - 1
+#: how a path is written in an entry (``os.fsencode``'s, without a call per file)
+_ENCODING, _ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
 
 
 def _entry(file: FileStat, key: int) -> bytes:
     """A victim as one bytes object: its eviction key and path complemented (so that bytes order is the reverse
-    of eviction order: a min-heap has the last victim on top), then its numbers. About 140 bytes."""
-    head = (key.to_bytes(16, "big") + os.fsencode(file.path) + b"\0").translate(_FLIP)
-    return head + _PACKED.pack(*file[1:])
+    of eviction order: a min-heap has the last victim on top), the complemented NUL that ends the path, then its
+    numbers. About 140 bytes."""
+    return ((key ^ _KEY_FLIP).to_bytes(16, "big") + file.path.encode(_ENCODING, _ERRORS).translate(_FLIP)
+            + b"\xff" + _PACKED.pack(*file[1:]))
 
 
 def _entry_key(entry: bytes) -> int:
-    return int.from_bytes(entry[:16].translate(_FLIP), "big")
+    return int.from_bytes(entry[:16], "big") ^ _KEY_FLIP
 
 
 def _allocated(entry: bytes) -> int:
@@ -102,37 +102,26 @@ def _allocated(entry: bytes) -> int:
     return value
 
 
+def _path(entry: bytes) -> str:
+    return entry[16:-_PACKED.size - 1].translate(_FLIP).decode(_ENCODING, _ERRORS)
+
+
 def victim(entry: bytes) -> tuple[FileStat, int]:
     """The file and class of a victim entry."""
-    cut = len(entry) - _PACKED.size
-    head = entry[:cut].translate(_FLIP)
-    path = os.fsdecode(head[16:-1])
-    return FileStat(path, *_PACKED.unpack_from(entry, cut)), int.from_bytes(head[:16], "big") >> 64
+    return FileStat(_path(entry), *_PACKED.unpack_from(entry, len(entry) - _PACKED.size)), _entry_key(entry) >> 64
 
 
 class Victims:
-    """A plan's victims in eviction order, each with its class, as compact entries (``_entry``); for a walk
-    split across workers, the first ``count`` of its shares' victims merged (not copied)."""
+    """A plan's victims in eviction order, each with its class, as compact entries (``_entry``)."""
 
-    def __init__(self, entries: list[bytes] | None = None, parts: Sequence[Victims] = ()) -> None:
+    def __init__(self, entries: list[bytes] | None = None) -> None:
         self.entries = entries if entries is not None else []
-        self.parts = list(parts)
-        self.count = len(self.entries)
-
-    def append(self, file: FileStat, rank: int) -> None:
-        self.entries.append(_entry(file, _key(file, rank)))
-        self.count += 1
 
     def __len__(self) -> int:
-        return self.count
+        return len(self.entries)
 
     def __iter__(self) -> Iterator[tuple[FileStat, int]]:
-        entries = self.entries if not self.parts else islice(self.merged(), self.count)
-        return map(victim, entries)
-
-    def merged(self) -> Iterator[bytes]:
-        """Every victim entry of the shares, in eviction order (descending bytes)."""
-        return heapq.merge(*(part.entries for part in self.parts), reverse=True)
+        return map(victim, self.entries)
 
 
 def plan_pressure(files: Iterable[FileStat], need: Need, settings: PressureConfig, **options: Any) -> PressurePlan:
@@ -169,33 +158,37 @@ def rank_pressure(
     """
     plan = PressurePlan(needed_bytes=need.bytes, needed_inodes=need.inodes)
     listing = plan.listing = KeptList() if list_kept else None
-    need_bytes, need_files = need.bytes, need.inodes
+    need_bytes, need_files, needed = need.bytes, need.inodes, bool(need)
     # an empty file frees no byte, but it frees an inode: a candidate only when inodes are needed
     worth = 0 if need_files else 1
     held = open_files.holders if open_files is not None else {}
     cutoff_ns = int((now - settings.min_age) * 1e9)
     eligible_files = [0, 0, 0]
     eligible_bytes = [0, 0, 0]
+    spared_files = spared_bytes = young_files = young_bytes = 0
     heap: list[bytes] = []  # entries (``_entry``): the smallest is the last victim in eviction order
+    push, pop = heapq.heappush, heapq.heappop
     last = 0  # the eviction key of the last victim chosen so far (heap[0])
     chosen_bytes = chosen_files = 0
     for file in files:
-        path = file.path
+        path, mtime_ns, _, allocated, nlink, dev, ino, _ = file
         if spared(path):
-            plan.protected.add(file.allocated)
+            spared_files += 1
+            spared_bytes += allocated
             if listing is not None:
-                listing.add(path, file.mtime_ns, SPARED)
-        elif file.mtime_ns > cutoff_ns:
-            plan.too_young.add(file.allocated)
+                listing.add(path, mtime_ns, SPARED)
+        elif mtime_ns > cutoff_ns:
+            young_files += 1
+            young_bytes += allocated
             if listing is not None:
-                listing.add(path, file.mtime_ns, TOO_YOUNG)
-        elif file.nlink > 1:
-            plan.hard_linked.add(file.allocated)
-            plan.kept.append(Kept(path, note("hard-linked", others=file.nlink - 1)))
-        elif file.allocated < worth:  # a file without allocated blocks frees no byte: not worth a placeholder
+                listing.add(path, mtime_ns, TOO_YOUNG)
+        elif nlink > 1:
+            plan.hard_linked.add(allocated)
+            plan.kept.append(Kept(path, note("hard-linked", others=nlink - 1)))
+        elif allocated < worth:  # a file without allocated blocks frees no byte: not worth a placeholder
             if listing is not None:
-                listing.add(path, file.mtime_ns, NO_BLOCKS)
-        elif held and (holder := held.get((file.dev, file.ino))) is not None:
+                listing.add(path, mtime_ns, NO_BLOCKS)
+        elif held and (holder := held.get((dev, ino))) is not None:
             plan.held_open.append((file, holder))
             plan.kept.append(Kept(path, note("held-open", pid=holder.pid, command=holder.command)))
         else:
@@ -206,28 +199,55 @@ def rank_pressure(
             else:
                 rank = UNREFERENCED
             eligible_files[rank] += 1
-            eligible_bytes[rank] += file.allocated
-            key = _key(file, rank)
-            if not need or (chosen_bytes >= need_bytes and chosen_files >= need_files and key > last):
+            eligible_bytes[rank] += allocated
+            # the eviction order: class, then oldest first (non-negative: it is written as 16 unsigned bytes)
+            key = (rank << 64) + mtime_ns + _MTIME_OFFSET
+            if not needed or (chosen_bytes >= need_bytes and chosen_files >= need_files and key > last):
                 if listing is not None:  # enough is chosen already, all of it before this file
-                    listing.add(path, file.mtime_ns, NOT_NEEDED + rank)
+                    listing.add(path, mtime_ns, NOT_NEEDED + rank)
                 continue
-            heapq.heappush(heap, _entry(file, key))
-            chosen_bytes += file.allocated
+            push(heap, _entry(file, key))
+            chosen_bytes += allocated
             chosen_files += 1
             while chosen_bytes - _allocated(heap[0]) >= need_bytes and chosen_files > need_files:
-                dropped = heapq.heappop(heap)
+                dropped = pop(heap)
                 chosen_bytes -= _allocated(dropped)
                 chosen_files -= 1
                 if listing is not None:
                     list_not_needed(listing, dropped)
             last = _entry_key(heap[0])
+    plan.protected, plan.too_young = Tally(spared_files, spared_bytes), Tally(young_files, young_bytes)
     plan.eligible = [Tally(files, size) for files, size in zip(eligible_files, eligible_bytes, strict=True)]
     heap.sort(reverse=True)  # in eviction order, in place
     plan.victims = Victims(heap)
     for entry in heap:
         plan.chosen[_entry_key(entry) >> 64].add(_allocated(entry))
     return plan
+
+
+def take_merged(plan: PressurePlan, shares: Sequence[Victims]) -> None:
+    """``plan``'s victims: the shortest prefix, in eviction order, of the victims of a walk's shares merged that
+    frees what ``plan`` needs (each share's are a prefix of its own eviction order: ``datagc.planwalk``); with
+    --verbose (``plan.listing``) the shares' victims after it are kept as not needed."""
+    entries = sorted(chain.from_iterable(share.entries for share in shares), reverse=True)  # runs: merged
+    need_bytes, need_files = plan.needed_bytes, plan.needed_inodes
+    chosen_bytes = [0, 0, 0]
+    chosen_files = [0, 0, 0]
+    taken = total_bytes = 0
+    for entry in entries:
+        if total_bytes >= need_bytes and taken >= need_files:
+            break
+        rank, allocated = _entry_key(entry) >> 64, _allocated(entry)
+        chosen_files[rank] += 1
+        chosen_bytes[rank] += allocated
+        total_bytes += allocated
+        taken += 1
+    if plan.listing is not None:
+        for entry in entries[taken:]:
+            list_not_needed(plan.listing, entry)
+    del entries[taken:]
+    plan.victims = Victims(entries)
+    plan.chosen = [Tally(files, size) for files, size in zip(chosen_files, chosen_bytes, strict=True)]
 
 
 def list_not_needed(listing: KeptList, entry: bytes) -> None:
@@ -240,14 +260,18 @@ def evictions(plan: PressurePlan, local_refs: Mapping[str, Sequence[FeedNull]], 
               verified: Container[str] = ()) -> Iterator[Action]:
     """The plan's actions, made as they are taken: each victim's feed nulls, then its Delete (``verified``:
     published copies the CDN confirmed)."""
-    for file, rank in plan.victims:
-        yield from local_refs.get(file.path, ())
-        detail = CLASS_DETAILS[rank]
+    unpack, cut = _PACKED.unpack_from, _PACKED.size
+    for entry in plan.victims.entries:
+        path = _path(entry)
+        mtime_ns, size, allocated, _, dev, ino, ctime_ns = unpack(entry, len(entry) - cut)
+        rank = _entry_key(entry) >> 64
+        if path in local_refs:
+            yield from local_refs[path]
         yield Delete(
-            path=file.path,
-            bytes=file.allocated,
+            path=path,
+            bytes=allocated,
             reason="pressure",
-            age=now - file.mtime_ns / 1e9,
-            identity=file.identity,
-            detail=_VERIFIED if rank == PUBLISHED and file.path in verified else detail,
+            age=now - mtime_ns / 1e9,
+            identity=FileIdentity(dev, ino, size, mtime_ns, ctime_ns),
+            detail=_VERIFIED if rank == PUBLISHED and path in verified else CLASS_DETAILS[rank],
         )

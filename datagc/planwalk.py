@@ -15,10 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from itertools import chain
 
 from datagc.census import Census, count_walk
-from datagc.eviction import PressurePlan, Tally, Victims, list_not_needed, victim
+from datagc.eviction import PressurePlan, Tally, take_merged
 from datagc.facts import FileStat
 from datagc.keptlist import KeptList
 from datagc.parallel import fold_walk
@@ -63,18 +62,8 @@ def _merged(parts: Sequence[PressurePlan]) -> PressurePlan:
     the shares' victims merged, that frees what is needed; what the shares counted and spared, added up."""
     first = parts[0]
     plan = PressurePlan(needed_bytes=first.needed_bytes, needed_inodes=first.needed_inodes,
-                        victims=Victims(parts=[part.victims for part in parts]),
                         listing=None if first.listing is None else KeptList())
-    entries = plan.victims.merged()
-    for entry in entries:
-        if plan.planned_bytes >= plan.needed_bytes and plan.planned_files >= plan.needed_inodes:
-            if plan.listing is not None:  # --verbose: the shares' victims after the prefix are not needed
-                for rest in chain((entry,), entries):
-                    list_not_needed(plan.listing, rest)
-            break
-        file, rank = victim(entry)
-        plan.chosen[rank].add(file.allocated)
-        plan.victims.count += 1
+    take_merged(plan, [part.victims for part in parts])
     _add_spared(plan, parts)
     return plan
 

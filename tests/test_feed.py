@@ -42,6 +42,11 @@ FIELDS = ("imageUrl", "videoUrl")
         ("https://cdn.example.com/images/a.png", set()),
         ("//cdn.example.com/images/a.png", set()),
         ("data:image/png;base64,AAAA", set()),
+        ("http://[broken/images/a.png", set()),  # a host urlsplit refuses: still remote
+        ("//[broken/images/a.png", {"images/a.png"}),  # refused by urlsplit: its text, read generously
+        ("file://[broken/images/a.png", {"images/a.png"}),
+        ("\t/images/a.png", {"images/a.png"}),  # urlsplit strips it; the URL as written names it too
+        ("/ima\nges/a.png", {"images/a.png"}),  # urlsplit drops line breaks
     ],
 )
 def test_local_paths(url: str, expected: set[str]) -> None:
@@ -71,6 +76,11 @@ def test_a_basename_never_matches_across_media_dirs() -> None:
         ("http://cdn.example.com/images/a.png", "https://cdn.example.com", set()),
         ("/images/a.png", "", set()),
         ("/images/a.png", "https://cdn.example.com", set()),
+        ("https://cdn.example.com//[broken/images/a.png", "https://cdn.example.com", set()),  # refused: no copy
+        ("https://[broken/images/a.png", "https://cdn.example.com", set()),
+        ("https://cdn.example.com/images/a%20b.png", "https://cdn.example.com", {"images/a b.png", "images/a%20b.png"}),
+        ("https://cdn.example.com/images/../videos/a.mp4", "https://cdn.example.com", {"videos/a.mp4"}),
+        ("HTTPS://CDN.example.com/images/a.png", "HTTPS://CDN.example.com", {"images/a.png"}),  # not plain: urlsplit
     ],
 )
 def test_cdn_paths(url: str, public_url: str, expected: set[str]) -> None:

@@ -86,3 +86,19 @@ def test_a_feed_replaced_by_rename_is_read_again(tmp_path: Path, counted: list[i
         temp.rename(root / "posts.json")
         assert set(index_feeds(data_dir, config).local_refs) == {"images/cccc.png"}
     assert counted == [2]
+
+
+def test_an_unchanged_feed_is_indexed_once_and_a_change_of_feed_or_settings_indexes_again(tmp_path: Path) -> None:
+    """The pass's planner and its tombstone repair share one index; the index is never stale."""
+    root = tmp_path / "data"
+    make_tree(root)
+    config = make_config(root, cdn__enabled=True)
+    with DataDir(root) as data_dir:
+        first = index_feeds(data_dir, config)
+        assert index_feeds(data_dir, config) is first
+        other = make_config(root, cdn__enabled=True, cdn__public_url="https://cdn.example.com")
+        assert index_feeds(data_dir, other) is not first
+        temp = root / "posts.json.tmp"
+        temp.write_text(node_json([{"id": "p3", "imageUrl": "/images/cccc.png"}]))
+        temp.rename(root / "posts.json")
+        assert set(index_feeds(data_dir, config).local_refs) == {"images/cccc.png"}

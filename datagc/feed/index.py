@@ -124,11 +124,17 @@ def parse_feed(
     return text, st, refs
 
 
+#: the last index made, with what it was made from (the settings it depends on, and each feed's parse, or None):
+#: the same parses (``parse_feed`` returns the very objects while a feed keeps its identity) make the same index
+_INDEXED: list[tuple[tuple[object, ...], tuple[list[URLField] | None, ...], FeedIndex]] = []
+
+
 def index_feeds(data_dir: DataDir, config: Config) -> FeedIndex:
-    """Read every feed file once and index what it says about each media file."""
-    index = FeedIndex()
-    media_dirs = config.sweep.media_dirs
-    public_url = config.cdn.public_url
+    """Read every feed file (parsed again only if it changed: ``parse_feed``) and index what it says about each media
+    file. While no feed changed, the index made last is returned again: callers only read it."""
+    settings = (config.feed.files, frozenset(config.feed.url_fields), config.sweep.media_dirs, config.cdn.public_url)
+    problems: list[FeedProblem] = []
+    parses: list[list[URLField] | None] = []
     for feed in config.feed.files:
         dir_fd = open_feed_dir(data_dir, feed)
         if isinstance(dir_fd, int):
@@ -138,15 +144,35 @@ def index_feeds(data_dir: DataDir, config: Config) -> FeedIndex:
                 os.close(dir_fd)
         else:
             read = dir_fd
-        if read is None:
-            continue
         if isinstance(read, FeedProblem):
-            index.problems.append(read)
-            continue
-        for ref in read[2]:
-            null = FeedNull(path=feed, field=ref.field, url=ref.url, post=ref.post)
-            for path in local_paths(ref.url, media_dirs):
-                index.local_refs.setdefault(path, []).append(null)
-            for path in cdn_paths(ref.url, public_url, media_dirs):
-                index.published.setdefault(path, ref.url)
+            problems.append(read)
+        parses.append(read[2] if isinstance(read, tuple) else None)
+    if problems:  # never remembered: the feeds that parsed are indexed, for audit's check of their references
+        index = _index(config, parses)
+        index.problems = problems
+        return index
+    if _INDEXED:
+        known, parsed, index = _INDEXED[0]
+        if known == settings and all(mine is theirs for mine, theirs in zip(parses, parsed, strict=True)):
+            return index
+    index = _index(config, parses)
+    _INDEXED[:] = [(settings, tuple(parses), index)]
+    return index
+
+
+def _index(config: Config, parses: list[list[URLField] | None]) -> FeedIndex:
+    index = FeedIndex()
+    media_dirs = config.sweep.media_dirs
+    public_url = config.cdn.public_url
+    local_refs, published = index.local_refs, index.published
+    for feed, refs in zip(config.feed.files, parses, strict=True):
+        for ref in refs or ():
+            url = ref.url
+            named = local_paths(url, media_dirs)
+            if named:
+                null = FeedNull(path=feed, field=ref.field, url=url, post=ref.post)
+                for path in named:
+                    local_refs.setdefault(path, []).append(null)
+            for path in cdn_paths(url, public_url, media_dirs):
+                published.setdefault(path, url)
     return index
