@@ -33,8 +33,6 @@ import dataclasses
 import errno
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
-from datagc import foresight
-from datagc.cdn import local_paths
 from datagc.model import Action, Delete, FeedNull, Kept, PassContext, Rotate, StepReport, note
 from datagc.safety.unlink import CHANGED, UNLINKED, DirCache, unlink_each
 from datagc.veto import Veto
@@ -137,6 +135,8 @@ def vet(ctx: PassContext, plan: Sequence[Action], step: StepReport) -> list[Acti
             refused.add(action.path)
     if not refused:
         return allowed
+    from datagc.cdn import local_paths  # refusals only: rotate's start-up never imports the CDN's threads
+
     media_dirs = ctx.config.sweep.media_dirs
     return [action for action in allowed
             if not (isinstance(action, FeedNull) and local_paths(action.url, media_dirs) <= refused)]
@@ -149,6 +149,8 @@ def _record(ctx: PassContext, plan: Sequence[Action], step: StepReport, feeds: d
     (and no reclaim bit when nothing else would go). ``feeds``: what was found
     of each feed file, for the whole plan.
     """
+    from datagc import foresight  # dry runs only: kept out of every command's start-up
+
     held_by: tuple[str, OSError] | None = None  # a feed null before this Delete that could not be written
     with DirCache(ctx.data_dir) as dirs:
         sight = foresight.Foresight(dirs)
@@ -232,6 +234,8 @@ def _restore_for_files_that_stayed(
     planned = reasons.keys()
     if not stayed:
         return
+    from datagc.cdn import local_paths  # feed changes only (see vet)
+
     media_dirs = ctx.config.sweep.media_dirs
     restore = [null for null in written if (named := local_paths(null.url, media_dirs) & planned) <= stayed and named]
     if not restore:

@@ -7,13 +7,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from datagc.facts import DiskUsage
-from datagc.limits import limit_json
-from datagc.passes.audit import AuditReport
 from datagc.wording import detail_text, error_text, text
 
 if TYPE_CHECKING:  # the run reports' model: never imported for audit (its start-up is timed)
     from datagc.history import HistoryReport
     from datagc.model import Action, RunReport, StepReport
+    from datagc.passes.audit import AuditReport  # annotations only: run commands never import audit
     from datagc.tombstones import Dangling
 
 JSON_VERSION = 1
@@ -99,6 +98,8 @@ def run_json(report: RunReport) -> dict[str, Any]:
 
 
 def audit_json(report: AuditReport) -> dict[str, Any]:
+    from datagc.limits import limit_json  # audit only: run commands' start-up never imports the limits
+
     return {
         "version": JSON_VERSION,
         "command": "audit",

@@ -6,13 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from datagc.passes.audit import AuditReport
 from datagc.render.journal import dangling_lines
 from datagc.units import human_age, human_size
 from datagc.wording import detail_text, limits_with_thresholds, text
 
 if TYPE_CHECKING:  # the run reports' model: never imported for audit (its start-up is timed)
     from datagc.model import Action, RunReport, StepReport
+    from datagc.passes.audit import AuditReport  # annotations only: run commands never import audit
 
 size = human_size
 

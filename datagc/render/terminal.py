@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import orjson
 
-from datagc.passes.audit import AuditReport
 from datagc.render.journal import corrupt_message, dangling_lines, history_lines, history_table
 from datagc.render.json_report import audit_json, history_json, run_json, step_error
 from datagc.render.lines import audit_lines, busy_line, percent, step_lines, summary_line, unlisted_line
@@ -20,6 +19,7 @@ from datagc.wording import detail_text, limits_with_thresholds, text
 if TYPE_CHECKING:  # the run reports' model: never imported for audit (its start-up is timed)
     from datagc.history import HistoryReport
     from datagc.model import Action, RunReport
+    from datagc.passes.audit import AuditReport  # annotations only: run commands never import audit
     from datagc.progress import WalkProgress
 
 #: rows of actions shown in a rich table before "… and N more"
