@@ -11,7 +11,6 @@ Where neither answers, ``mount_id`` returns None and callers fall back on
 
 from __future__ import annotations
 
-import ctypes
 import os
 from collections.abc import Callable
 
@@ -23,6 +22,8 @@ _STATX_SIZE = 256
 
 
 def _statx_reader() -> Callable[[int], int | None] | None:
+    import ctypes  # on first use: a command that enters no directory (rotate) never loads it
+
     try:
         statx = ctypes.CDLL(None, use_errno=True).statx
     except (AttributeError, OSError):

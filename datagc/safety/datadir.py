@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+from functools import cached_property
 from pathlib import Path
 
 from datagc.errors import DataDirError
@@ -34,8 +35,15 @@ class DataDir:
             ) from None
         self.dev = os.fstat(self.fd).st_dev
         self.mount_points = mount_points_inside(os.path.realpath(path))
-        #: the mount DATA_DIR is on: every directory entered must be on it too (None: st_dev and mount_points only)
-        self.mount_id = mount_id(self.fd)
+
+    @cached_property
+    def mount_id(self) -> int | None:
+        """The mount DATA_DIR is on: every directory entered must be on it too (None: st_dev and mount_points only).
+
+        Asked of the open descriptor when a directory is first entered (the same
+        answer as at open), so a command that enters none never pays for it.
+        """
+        return mount_id(self.fd)
 
     def close(self) -> None:
         if self.fd >= 0:

@@ -6,7 +6,6 @@ import os
 import stat
 from collections.abc import Callable, Iterator, Sequence
 
-from datagc import parallel
 from datagc.facts import FileIdentity
 from datagc.safety.datadir import DataDir
 
@@ -98,6 +97,8 @@ def unlink_each(
             except OSError as error:
                 dir_fd = opened[directory] = error
         tasks.append(dir_fd if isinstance(dir_fd, OSError) else (dir_fd, name, identity))
+    from datagc import parallel  # it loads the walk machinery: kept out of commands that delete nothing
+
     threshold = min(PARALLEL_UNLINKS, parallel.threshold())
     if len(tasks) < max(threshold, 2):
         yield from _run_tasks(tasks)

@@ -1,0 +1,51 @@
+"""What a rotate command imports: only its own machinery, since its start-up is most of its cost (bench_rotate)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.helpers import clean_env
+
+#: the CLI run in a fresh interpreter, then every module it had loaded written to argv[1]
+RUN_CLI = """
+import sys
+from pathlib import Path
+from datagc.cli import main
+out = Path(sys.argv[1])
+sys.argv = ["datagc", *sys.argv[2:]]
+status = 0
+try:
+    main()
+except SystemExit as done:
+    status = done.code
+out.write_text(f"{status}\\n" + "\\n".join(sorted(sys.modules)))
+"""
+
+#: needed by audit, sweep, pressure or dry runs, never by a rotation
+NOT_FOR_ROTATE = ("datagc.passes.audit", "datagc.census", "datagc.limits", "datagc.safety.walk", "datagc.parallel",
+                  "datagc.foresight", "datagc.cdn", "datagc.feed.rewrite", "ctypes", "concurrent.futures")
+
+
+def modules_after(tmp_path: Path, *args: str) -> tuple[str, set[str]]:
+    out = tmp_path / "modules.txt"
+    subprocess.run([sys.executable, "-c", RUN_CLI, str(out), *args], env=clean_env(), check=True,
+                   stdout=subprocess.DEVNULL, timeout=120)
+    status, *names = out.read_text().splitlines()
+    return status, set(names)
+
+
+def test_rotate_imports_none_of_the_other_passes_machinery(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    small, large = data / "small.jsonl", data / "large.jsonl"
+    small.write_bytes(b'{"n":1}\n' * 10)
+    large.write_bytes(b"".join(b'{"n":%d}\n' % n for n in range(20_000)))
+    for logs, exit_status in (("small.jsonl", "0"), ("large.jsonl", "4")):  # 4: space reclaimed
+        status, names = modules_after(tmp_path, "rotate", "--data-dir", str(data), "--logs", logs,
+                                      "--max-bytes", "64KiB", "--keep-lines", "100", "--json")
+        assert status == exit_status
+        assert "datagc.passes.rotate" in names
+        assert not names & set(NOT_FOR_ROTATE), sorted(names & set(NOT_FOR_ROTATE))
+    assert large.read_bytes().splitlines()[0] == b'{"n":19900}'  # rotated: the newest 100 lines kept
