@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class FileIdentity:
+class FileIdentity(NamedTuple):  # a NamedTuple: every command loads it, and a dataclass costs ~0.5 ms to define
     """What a file was when it was planned; any difference means it changed.
 
     ``ctime_ns`` catches what the others can't: a file replaced by a same-size
@@ -139,8 +138,7 @@ def _signed(number: int) -> int:
     return number - _WRAP if number >= 1 << 63 else number
 
 
-@dataclass(frozen=True)
-class DiskUsage:
+class DiskUsage(NamedTuple):  # a NamedTuple, as FileIdentity
     """What ``df`` shows for the filesystem holding DATA_DIR.
 
     ``used_fraction`` is df's Use%: used / (used + available to unprivileged users).
