@@ -38,11 +38,15 @@ class Protect:
 
     def __init__(self, patterns: Sequence[str]) -> None:
         self.patterns = tuple(patterns)
-        self._name = pattern_matcher([pattern for pattern in patterns if "/" not in pattern]).fullmatch
-        self._path = pattern_matcher([pattern for pattern in patterns if "/" in pattern]).fullmatch
+        by_name = [pattern for pattern in patterns if "/" not in pattern]
+        by_path = [pattern for pattern in patterns if "/" in pattern]
+        # asked twice of every file a pass deletes: a kind of pattern the configuration lacks is not asked at all
+        self._name = pattern_matcher(by_name).fullmatch if by_name else None
+        self._path = pattern_matcher(by_path).fullmatch if by_path else None
 
     def __call__(self, path: str) -> bool:
-        return self._name(path[path.rfind("/") + 1:]) is not None or self._path(path) is not None
+        return ((self._name is not None and self._name(path[path.rfind("/") + 1:]) is not None)
+                or (self._path is not None and self._path(path) is not None))
 
     def which(self, path: str) -> str | None:
         """The first pattern that protects ``path`` (for the report), or None."""

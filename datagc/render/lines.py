@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from datagc.render.journal import dangling_lines
@@ -11,7 +11,7 @@ from datagc.units import human_age, human_size
 from datagc.wording import detail_text, limits_with_thresholds, text
 
 if TYPE_CHECKING:  # the run reports' model: never imported for audit (its start-up is timed)
-    from datagc.model import Action, RunReport, StepReport
+    from datagc.model import Action, Delete, RunReport, StepReport
     from datagc.passes.audit import AuditReport  # annotations only: run commands never import audit
 
 size = human_size
@@ -38,14 +38,35 @@ def action_line(action: Action, dry_run: bool) -> str:
         post = f" of {action.post}" if action.post else ""
         return (f"[janitor] restored {action.field}{post} in {action.path} ({action.url}): "
                 "its file was not deleted after all")
+    head, why = _delete_head(action, dry_run)
+    return f"{head}{action.path} ({why}age {human_age(action.age)}, {size(action.bytes)})"
+
+
+def _delete_head(action: Delete, dry_run: bool) -> tuple[str, str]:
+    """A deletion's line up to its path, and its facts before the age (each ending ``, ``, or empty)."""
+    would = "would " if dry_run else ""
     if action.reason == "pressure":
         verb = "evict" if dry_run else "evicted"
-        facts = [detail_text(action.detail)] if action.detail else []
+        why = detail_text(action.detail) if action.detail else ""
     else:
         verb = "sweep" if dry_run else "swept"
-        facts = [] if action.reason == "age" else [action.reason]
-    facts += [f"age {human_age(action.age)}", size(action.bytes)]
-    return f"[janitor] {would}{verb} {action.path} ({', '.join(facts)})"
+        why = "" if action.reason == "age" else action.reason
+    return f"[janitor] {would}{verb} ", f"{why}, " if why else ""
+
+
+def delete_lines(actions: Iterable[Delete], dry_run: bool) -> Iterator[str]:
+    """``action_line`` of each deletion (a pass may delete 100k files): the words a run of deletions shares
+    (same reason and detail) and each size are worked out once."""
+    reason, detail, head, why = "", None, "", ""
+    sizes: dict[int, str] = {}
+    for action in actions:
+        if action.reason != reason or action.detail is not detail:
+            reason, detail = action.reason, action.detail
+            head, why = _delete_head(action, dry_run)
+        shown = sizes.get(action.bytes)
+        if shown is None:
+            shown = sizes[action.bytes] = size(action.bytes)
+        yield f"{head}{action.path} ({why}age {human_age(action.age)}, {shown})"
 
 
 def step_lines(step: StepReport, dry_run: bool, verbose: bool, actions: bool = True) -> list[str]:

@@ -21,15 +21,16 @@ redirection) never stops the pass: writing stops, and ``finish`` says so.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
-from datagc.model import Action, RunReport, StepReport
+from datagc.model import Action, Delete, RunReport, StepReport
 from datagc.render.json_report import JSON_VERSION, action_json, disk_json, step_error, step_json
-from datagc.render.lines import action_line, busy_line, step_lines, summary_line
+from datagc.render.lines import action_line, busy_line, delete_lines, step_lines, summary_line
 from datagc.render.terminal import TABLE_ROWS, Renderer
-from datagc.text import escape_json
+from datagc.text import escape, escape_json
 
 
 class ReportStream:
@@ -68,6 +69,20 @@ class ReportStream:
         if self._open is not step:
             self._open_step(step)
         self._write_action(action)
+
+    def deletions(self, step: StepReport, actions: Sequence[Delete]) -> None:
+        """``action`` for each of ``actions``; plain lines in one write (their words shared, ``delete_lines``)."""
+        report = self._report
+        if self.json or not self.live or report is None or self._hold is not None or self._written != len(
+                report.steps):
+            for action in actions:
+                self.action(step, action)
+            return
+        if self._open is not step:
+            self._open_step(step)
+        if actions:
+            self._out("".join([f"{escape(line)}\n" for line in delete_lines(actions, report.dry_run)]))
+            self._open_actions = True
 
     def settle(self, report: RunReport, hold: int | None = None) -> None:
         """The steps of ``report`` so far are complete, except ``hold`` (to be replaced): write them."""
