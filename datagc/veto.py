@@ -41,12 +41,12 @@ class Protect:
         by_name = [pattern for pattern in patterns if "/" not in pattern]
         by_path = [pattern for pattern in patterns if "/" in pattern]
         # asked twice of every file a pass deletes: a kind of pattern the configuration lacks is not asked at all
-        self._name = pattern_matcher(by_name).fullmatch if by_name else None
-        self._path = pattern_matcher(by_path).fullmatch if by_path else None
+        self.name_match = pattern_matcher(by_name).fullmatch if by_name else None
+        self.path_match = pattern_matcher(by_path).fullmatch if by_path else None
 
     def __call__(self, path: str) -> bool:
-        return ((self._name is not None and self._name(path[path.rfind("/") + 1:]) is not None)
-                or (self._path is not None and self._path(path) is not None))
+        return ((self.name_match is not None and self.name_match(path[path.rfind("/") + 1:]) is not None)
+                or (self.path_match is not None and self.path_match(path) is not None))
 
     def which(self, path: str) -> str | None:
         """The first pattern that protects ``path`` (for the report), or None."""
@@ -116,6 +116,26 @@ class Veto:
 
     def delete_refusal(self, path: str) -> Note | None:
         """Why ``path`` must not be deleted, or None: planners ask it of their candidates, the executor again."""
+        if self._may_delete_media(path):
+            return None
+        return self._delete_refusal(path)
+
+    def _may_delete_media(self, path: str) -> bool:
+        """A plain path in a media directory, not protected, not under state.dir: every rule of
+        ``_delete_refusal`` in one call (asked twice of every file a pass deletes), or False to ask it."""
+        if not path.startswith(self._media) or path[-1] == "/" or "//" in path:
+            return False
+        if "/." in path and ("/./" in f"{path}/" or "/../" in f"{path}/"):
+            return False
+        prefix = self._state_prefix
+        if prefix is not None and (path.startswith(prefix) or path == self.state_dir):
+            return False
+        name, by_path = self.protect.name_match, self.protect.path_match
+        return ((name is None or name(path[path.rfind("/") + 1:]) is None)
+                and (by_path is None or by_path(path) is None)
+                and path not in self._logs and path not in self._feeds)
+
+    def _delete_refusal(self, path: str) -> Note | None:
         if not is_normal(path):
             return note("refused-not-normal", path=path)
         if self.in_state_dir(path):

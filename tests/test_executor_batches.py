@@ -9,6 +9,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -116,3 +117,17 @@ def test_failures_in_the_middle_of_a_threaded_part_leave_report_and_journal_in_p
 def reclaimable_bytes_of(plan: list[Action], paths: list[str]) -> list[int]:
     wanted = set(paths)
     return [action.bytes for action in plan if isinstance(action, Delete) and action.path in wanted]
+
+
+def test_a_deletion_is_still_a_frozen_dataclass_of_its_fields() -> None:
+    detail = Detail("on-cdn")
+    action = Delete("images/a.png", 4096, "age", 2.5, IDENTITY, detail)
+    assert (action.path, action.bytes, action.reason, action.age, action.identity, action.detail, action.kind) == (
+        "images/a.png", 4096, "age", 2.5, IDENTITY, detail, "delete")
+    assert action == Delete(path="images/a.png", bytes=4096, reason="age", age=2.5, identity=IDENTITY, detail=detail)
+    assert hash(action) == hash(Delete("images/a.png", 4096, "age", 2.5, IDENTITY, detail))
+    assert dataclasses.replace(action, reason="published").reason == "published"
+    assert Delete("images/a.png", 1, "temp", 0.0, IDENTITY).detail is None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        action.path = "elsewhere"  # type: ignore[misc]
+    assert FileIdentity.of(os.stat("/")) == FileIdentity.of(os.stat("/"))

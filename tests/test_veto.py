@@ -239,3 +239,22 @@ def test_a_real_sweep_and_pressure_of_the_sample_propose_nothing_refused(tmp_pat
         step = result.json()["steps"][0]
         assert step["error"] is None, step
         assert not [entry for entry in step["kept"] if entry["why"].startswith("refused")]
+
+
+@settings(max_examples=200, deadline=None)
+@given(path=st.lists(st.sampled_from(["images", "videos", "keep", ".datagc", "cache-1", "a.png", "b.json", ".",
+                                      "..", "", "agent-keypair", "posts.json", "events.jsonl"]),
+                     min_size=1, max_size=4).map("/".join), protect=patterns, dirs=media_dirs,
+       state=st.sampled_from([".datagc", "images/state", "images", "videos/a.png"]))
+@example(path="images/state", protect=[], dirs=["images"], state="images/state")
+@example(path="images/./a.png", protect=[], dirs=["images"], state=".datagc")
+@example(path="images/a.png/..", protect=[], dirs=["images"], state=".datagc")
+@example(path="images//a.png", protect=[], dirs=["images"], state=".datagc")
+@example(path="images/", protect=[], dirs=["images"], state=".datagc")
+def test_the_quick_check_of_a_media_file_allows_only_what_every_rule_allows(
+    path: str, protect: list[str], dirs: list[str], state: str
+) -> None:
+    config = make_config(Path("/nonexistent"), protect__patterns=",".join(protect) or ",",
+                         sweep__media_dirs=",".join(dirs), state__dir=state)
+    veto = Veto(config)
+    assert veto.delete_refusal(path) == veto._delete_refusal(path)
