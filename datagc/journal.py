@@ -191,6 +191,7 @@ class Journal:
                 reason = reasons[action.reason] = orjson.dumps(action.reason)
             lines.append(b'%b%b,"bytes":%d,"reason":%b}\n' % (head, orjson.dumps(json_text(action.path)),
                                                                action.bytes, reason))
+        self._step_lines += len(lines)
         self._pending.extend(lines)
         self._pending_bytes += sum(map(len, lines))
         self._flush_batch()
