@@ -73,6 +73,9 @@ class PressurePlan(Plan):
         return self.planned_bytes < self.needed_bytes or self.planned_files < self.needed_inodes
 
 
+# A victim is held as one bytes object, an entry (about 140 bytes): its eviction key and path complemented (so that
+# bytes order is the reverse of eviction order: a min-heap has the last victim on top), the complemented NUL that
+# ends the path, then its numbers (``rank_pressure`` makes them).
 _PACKED = struct.Struct("qqqqQQq")  # a FileStat's numbers: mtime_ns, size, allocated, nlink, dev, ino, ctime_ns
 _ALLOCATED = struct.Struct("q")
 _ALLOCATED_AT = -_PACKED.size + 2 * 8
@@ -83,14 +86,6 @@ _MTIME_OFFSET = 1 << 63  # an mtime before 1970 is negative
 _KEY_FLIP = (1 << 128) - 1
 #: how a path is written in an entry (``os.fsencode``'s, without a call per file)
 _ENCODING, _ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
-
-
-def _entry(file: FileStat, key: int) -> bytes:
-    """A victim as one bytes object: its eviction key and path complemented (so that bytes order is the reverse
-    of eviction order: a min-heap has the last victim on top), the complemented NUL that ends the path, then its
-    numbers. About 140 bytes."""
-    return ((key ^ _KEY_FLIP).to_bytes(16, "big") + file.path.encode(_ENCODING, _ERRORS).translate(_FLIP)
-            + b"\xff" + _PACKED.pack(*file[1:]))
 
 
 def _entry_key(entry: bytes) -> int:
@@ -112,7 +107,7 @@ def victim(entry: bytes) -> tuple[FileStat, int]:
 
 
 class Victims:
-    """A plan's victims in eviction order, each with its class, as compact entries (``_entry``)."""
+    """A plan's victims in eviction order, each with its class, as compact entries."""
 
     def __init__(self, entries: list[bytes] | None = None) -> None:
         self.entries = entries if entries is not None else []
@@ -166,12 +161,13 @@ def rank_pressure(
     eligible_files = [0, 0, 0]
     eligible_bytes = [0, 0, 0]
     spared_files = spared_bytes = young_files = young_bytes = 0
-    heap: list[bytes] = []  # entries (``_entry``): the smallest is the last victim in eviction order
+    heap: list[bytes] = []  # entries: the smallest is the last victim in eviction order
     push, pop = heapq.heappush, heapq.heappop
+    pack, allocated_at, from_bytes = _PACKED.pack, _ALLOCATED.unpack_from, int.from_bytes
     last = 0  # the eviction key of the last victim chosen so far (heap[0])
     chosen_bytes = chosen_files = 0
     for file in files:
-        path, mtime_ns, _, allocated, nlink, dev, ino, _ = file
+        path, mtime_ns, size, allocated, nlink, dev, ino, ctime_ns = file
         if spared(path):
             spared_files += 1
             spared_bytes += allocated
@@ -206,16 +202,21 @@ def rank_pressure(
                 if listing is not None:  # enough is chosen already, all of it before this file
                     listing.add(path, mtime_ns, NOT_NEEDED + rank)
                 continue
-            push(heap, _entry(file, key))
+            # the entry made, ``_allocated`` and ``_entry_key`` written out: this runs for most files of a large tree
+            push(heap, (key ^ _KEY_FLIP).to_bytes(16, "big") + path.encode(_ENCODING, _ERRORS).translate(_FLIP)
+                 + b"\xff" + pack(mtime_ns, size, allocated, nlink, dev, ino, ctime_ns))
             chosen_bytes += allocated
             chosen_files += 1
-            while chosen_bytes - _allocated(heap[0]) >= need_bytes and chosen_files > need_files:
+            top = heap[0]
+            while chosen_bytes - allocated_at(top, len(top) + _ALLOCATED_AT)[0] >= need_bytes \
+                    and chosen_files > need_files:
                 dropped = pop(heap)
                 chosen_bytes -= _allocated(dropped)
                 chosen_files -= 1
                 if listing is not None:
                     list_not_needed(listing, dropped)
-            last = _entry_key(heap[0])
+                top = heap[0]
+            last = from_bytes(top[:16], "big") ^ _KEY_FLIP
     plan.protected, plan.too_young = Tally(spared_files, spared_bytes), Tally(young_files, young_bytes)
     plan.eligible = [Tally(files, size) for files, size in zip(eligible_files, eligible_bytes, strict=True)]
     heap.sort(reverse=True)  # in eviction order, in place
