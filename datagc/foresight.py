@@ -21,9 +21,10 @@ import stat
 import struct
 
 from datagc.config.schema import Config
-from datagc.journal import JOURNAL_NAME, StateDirError, open_state_dir, open_state_parent
+from datagc.journal import JOURNAL_NAME
 from datagc.safety.datadir import DataDir
 from datagc.safety.unlink import DirCache
+from datagc.statedir import StateDirError, open_state_dir, open_state_parent
 
 #: _IOR('f', 1, long); the kernel reads and writes an int there
 FS_IOC_GETFLAGS = 0x80086601

@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 from datagc import executor
 from datagc.config.schema import Config
 from datagc.feed.index import FeedIndex, index_feeds
-from datagc.journal import JournalRead, StateDirError, read_journal, rfc3339
+from datagc.journal import JournalRead, read_journal, rfc3339
 from datagc.model import FeedNull, Note, PassContext, StepReport, note
 from datagc.safety.datadir import DataDir, split_path
 from datagc.safety.unlink import DirCache
+from datagc.statedir import StateDirError
 
 #: a path that can't be looked at for these reasons is gone (its directory is gone or is a file now)
 _GONE = frozenset({errno.ENOENT, errno.ENOTDIR})
