@@ -92,9 +92,6 @@ class Journal:
         entry.update((key, json_text(value) if isinstance(value, str) else value) for key, value in extra.items())
         self._append(entry_line(entry))
 
-    def delete(self, step: str, action: Delete) -> None:
-        self.deletes(step, (action,))
-
     def deletes(self, step: str, actions: Iterable[Delete]) -> None:
         """One line per deletion, in order, stamped now: the hot path (a pass may delete 100k files), each
         line built directly, as ``record`` would."""

@@ -37,7 +37,7 @@ def test_any_name_round_trips_and_renders_on_one_line(tmp_path: Path, name: str,
     path = f"images/{name}"
     with DataDir(data) as data_dir:
         with Journal(data_dir, config, "sweep") as journal:
-            journal.delete("sweep", Delete(path, 4096, "age", 1.0, FileIdentity(1, 2, 3, 4, 5)))
+            journal.deletes("sweep", [Delete(path, 4096, "age", 1.0, FileIdentity(1, 2, 3, 4, 5))])
             null = FeedNull("posts.json", "imageUrl", f"/{path}{url_tail}", post=name)
             journal.feed_change("sweep", null, {path: "age"})
             assert journal.flush() is None
@@ -72,8 +72,8 @@ def test_the_terminal_view_is_a_table(tmp_path: Path, monkeypatch: pytest.Monkey
     config = load_config({}, {"DATAGC_DATA_DIR": str(data)})
     with DataDir(data) as data_dir:
         with Journal(data_dir, config, "run-all") as journal:
-            journal.delete("pressure", Delete("videos/big.mp4", 5_000_000, "pressure", 1.0,
-                                              FileIdentity(1, 2, 3, 4, 5)))
+            journal.deletes("pressure", [Delete("videos/big.mp4", 5_000_000, "pressure", 1.0,
+                                                FileIdentity(1, 2, 3, 4, 5))])
             assert journal.flush() is None
         report = history(data_dir, config, "videos", None, 0.0)
     out = io.StringIO()

@@ -69,19 +69,13 @@ def _headline(f: Fields) -> str:
 
 
 def _still_above(f: Fields) -> str:
+    kinds = (("too_young", f"younger than {human_age(f['min_age'])}"), ("protected", "protected"),
+             ("hard_linked", "hard-linked"), ("held_open", "held open by a process"))
     spared = []
-    files, size = f["too_young"]
-    if files:
-        spared.append(f"{_count(files)} younger than {human_age(f['min_age'])} ({_size(size)})")
-    files, size = f["protected"]
-    if files:
-        spared.append(f"{_count(files)} protected ({_size(size)})")
-    files, size = f["hard_linked"]
-    if files:
-        spared.append(f"{_count(files)} hard-linked ({_size(size)})")
-    files, size = f["held_open"]
-    if files:
-        spared.append(f"{_count(files)} held open by a process ({_size(size)})")
+    for key, what in kinds:
+        files, size = f[key]
+        if files:
+            spared.append(f"{_count(files)} {what} ({_size(size)})")
     why = "after deleting every media file it may" if f["exhausted"] else "after this pass"
     still = "; ".join(limit_crossed(limit) for limit in f["crossed"])
     parts = [
