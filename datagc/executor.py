@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Generic, TypeVar
 
 from datagc.model import Action, Delete, FeedNull, Kept, PassContext, Rotate, StepReport, note
 from datagc.safety.unlink import CHANGED, UNLINKED, DirCache, unlink_each
@@ -45,25 +46,30 @@ _NOT_A_DIRECTORY_ANY_MORE = frozenset({errno.ELOOP, errno.ENOTDIR, errno.EXDEV})
 SETTLE_EVERY = 256
 #: deletions applied (steps 1 to 4 above) together: a larger plan goes in parts of this many, in plan order
 CHUNK = 16384
+#: the first part is smaller: its unlinks start as soon as it is planned, and the next parts are planned meanwhile
+FIRST_CHUNK = 2048
 
 
 def apply(ctx: PassContext, plan: Iterable[Action], step: StepReport) -> None:
     """Apply ``plan`` (or, with ``ctx.dry_run``, record it as what would be done) into ``step``.
 
-    The plan may be a stream: it is taken ``CHUNK`` deletions at a time, each
-    part vetted, its feed references nulled, unlinked, checked after and
-    recorded before the next is planned, so that memory does not grow with
-    the number of deletions. References put back into the feed after a
-    part's check are the next pass's repair (SPEC §9) once the journal has them.
+    The plan may be a stream: it is taken ``CHUNK`` deletions at a time (the
+    first part ``FIRST_CHUNK``), each part vetted, its feed references nulled,
+    unlinked, checked after and recorded before the next is applied, so that
+    memory does not grow with the number of deletions. References put back
+    into the feed after a part's check are the next pass's repair (SPEC §9)
+    once the journal has them.
     """
     rotations: list[Rotate] = []
     feeds: dict[str, OSError | None] = {}
-    parts = _Ahead(_parts(plan))
-    for part in parts:
-        allowed = vet(ctx, part, step)
-        if ctx.dry_run:
-            _record(ctx, allowed, step, feeds)
-            continue
+    veto = Veto(ctx.config)
+    if ctx.dry_run:
+        for part in _parts(plan):
+            _record(ctx, vet(ctx, part, step, veto), step, feeds)
+        return
+    parts = _Ahead(_parts(plan), lambda part: _Vetted(ctx, part, step.name, veto))
+    for vetted in parts:
+        allowed = vetted.into(step)
         deletes = [action for action in allowed if isinstance(action, Delete)]
         if deletes:
             _apply_deletes(ctx, deletes, step, parts.plan_ahead)
@@ -73,39 +79,62 @@ def apply(ctx: PassContext, plan: Iterable[Action], step: StepReport) -> None:
 
 
 def _parts(plan: Iterable[Action]) -> Iterator[list[Action]]:
-    """The plan in parts of ``CHUNK`` deletions, each cut after a deletion (a Delete's FeedNulls precede it)."""
+    """The plan in parts of ``CHUNK`` deletions (the first of ``FIRST_CHUNK``), each cut after a deletion
+    (a Delete's FeedNulls precede it)."""
     part: list[Action] = []
     deletes = 0
+    size = min(FIRST_CHUNK, CHUNK)
     for action in plan:
         part.append(action)
         if isinstance(action, Delete):
             deletes += 1
-            if deletes >= CHUNK:
+            if deletes >= size:
                 yield part
-                part, deletes = [], 0
+                part, deletes, size = [], 0, CHUNK
     if part:
         yield part
 
 
-class _Ahead:
-    """The plan's parts, the next one planned on demand (``plan_ahead``) while this one's unlinks run.
+class _Vetted:
+    """One part of the plan, vetted (pure: done ahead, while the part before it unlinks); what the veto
+    refused is the step's when the part is due (``into``), in plan order."""
 
-    Planning is pure (no disk) and the unlink threads spend their time in the
-    kernel, so the two overlap. A planner's exception is raised when its part
-    is due, after the current part's outcomes are all recorded and journaled.
+    def __init__(self, ctx: PassContext, part: Sequence[Action], name: str, veto: Veto) -> None:
+        self._refusals = StepReport(name)
+        self.allowed = vet(ctx, part, self._refusals, veto)
+
+    def into(self, step: StepReport) -> list[Action]:
+        step.kept += self._refusals.kept
+        for failure in self._refusals.failures:
+            step.fail(failure.why, failure.errno)
+        return self.allowed
+
+
+T = TypeVar("T")
+
+
+class _Ahead(Generic[T]):
+    """The plan's parts, the next one planned (and ``prepared``) on demand (``plan_ahead``) while this one's
+    unlinks run.
+
+    Planning and vetting are pure (no disk) and the unlink threads spend their
+    time in the kernel, so the two overlap. A planner's exception is raised
+    when its part is due, after the current part's outcomes are all recorded
+    and journaled.
     """
 
-    def __init__(self, parts: Iterator[list[Action]]) -> None:
+    def __init__(self, parts: Iterator[list[Action]], prepare: Callable[[list[Action]], T]) -> None:
         self._parts = parts
-        self._next: list[Action] | Exception | None = None
+        self._prepare = prepare
+        self._next: T | Exception | None = None
 
-    def __iter__(self) -> _Ahead:
+    def __iter__(self) -> _Ahead[T]:
         return self
 
-    def __next__(self) -> list[Action]:
+    def __next__(self) -> T:
         ahead, self._next = self._next, None
         if ahead is None:
-            return next(self._parts)
+            return self._prepare(next(self._parts))
         if isinstance(ahead, Exception):
             raise ahead
         return ahead
@@ -114,16 +143,16 @@ class _Ahead:
         if self._next is not None:
             return
         try:
-            self._next = next(self._parts)
+            self._next = self._prepare(next(self._parts))
         except StopIteration:
             self._parts = iter(())
         except Exception as error:  # raised in its turn (``__next__``)
             self._next = error
 
 
-def vet(ctx: PassContext, plan: Sequence[Action], step: StepReport) -> list[Action]:
+def vet(ctx: PassContext, plan: Sequence[Action], step: StepReport, veto: Veto | None = None) -> list[Action]:
     """The actions every rule allows; each refused one is kept, and fails the step, saying which rule."""
-    veto = Veto(ctx.config)
+    veto = Veto(ctx.config) if veto is None else veto
     allowed: list[Action] = []
     refused: set[str] = set()
     for action in plan:
