@@ -9,12 +9,10 @@ are imported only when a command needs them, so ``datagc --version`` starts fast
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -75,12 +73,14 @@ app = typer.Typer(
 )
 
 
-@dataclass(frozen=True)
 class Invocation:
-    """The options one command was called with."""
+    """The options one command was called with (a plain class: no dataclass is defined at start-up)."""
 
-    values: dict[str, Any]
-    opts: tuple[Opt, ...]
+    __slots__ = ("opts", "values")
+
+    def __init__(self, values: dict[str, Any], opts: tuple[Opt, ...]) -> None:
+        self.values = values
+        self.opts = opts
 
     def __getattr__(self, name: str) -> Any:
         """An option's value; False for a switch this command doesn't take (audit has no --dry-run)."""
@@ -245,6 +245,8 @@ def watch_command(invocation: Invocation) -> int:
 
     Example: datagc watch --interval 1h --initial-delay 60s
     """
+    import dataclasses
+
     from datagc.runner import RunOptions
     from datagc.watch import run_watch
 

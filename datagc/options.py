@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import typer
 
 
-@dataclass(frozen=True)
-class Opt:
+class Opt(NamedTuple):
     """An option of one or more commands; ``key`` is the configuration key it overrides."""
 
     param: str

@@ -18,9 +18,8 @@ import importlib
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from errno import ENOSPC
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from datagc import executor
 from datagc.config.schema import Config
@@ -45,8 +44,7 @@ FEED_STEPS = frozenset({"sweep", "pressure"})
 TracebackHandler = Callable[[str], None]
 
 
-@dataclass(frozen=True)
-class RunOptions:
+class RunOptions(NamedTuple):
     dry_run: bool = False
     wait_seconds: float | None = None
     verbose: bool = False

@@ -49,3 +49,16 @@ def test_rotate_imports_none_of_the_other_passes_machinery(tmp_path: Path) -> No
         assert "datagc.passes.rotate" in names
         assert not names & set(NOT_FOR_ROTATE), sorted(names & set(NOT_FOR_ROTATE))
     assert large.read_bytes().splitlines()[0] == b'{"n":19900}'  # rotated: the newest 100 lines kept
+
+
+def test_version_and_the_configuration_layer_define_no_dataclass(tmp_path: Path) -> None:
+    """A dataclass costs ~0.5 ms to define (frozen: more), paid by every run: --version, the options
+    and the configuration (schema, keys, loader) use NamedTuples and plain classes instead."""
+    status, names = modules_after(tmp_path, "--version")
+    assert status == "0"
+    assert "dataclasses" not in names
+    assert not {name for name in names if name.startswith("datagc.config")}
+    loaded = subprocess.run([sys.executable, "-c", "import sys, datagc.cli, datagc.config.load, datagc.options; "
+                             "print('dataclasses' in sys.modules)"],
+                            env=clean_env(), check=True, capture_output=True, text=True, timeout=120)
+    assert loaded.stdout.strip() == "False"

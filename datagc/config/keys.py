@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from datagc.config.values import (
     Parser,
@@ -25,8 +25,7 @@ from datagc.config.values import (
 )
 
 
-@dataclass(frozen=True)
-class Key:
+class Key(NamedTuple):
     """One configuration key: how to parse it and where it may come from."""
 
     name: str
@@ -35,7 +34,7 @@ class Key:
     help: str
     env: tuple[str, ...] = ()
     #: environment names whose value is read with another parser (``GC_*_MS``)
-    env_parsers: Mapping[str, Parser] = field(default_factory=dict)
+    env_parsers: Mapping[str, Parser] = MappingProxyType({})
 
 
 KEYS: tuple[Key, ...] = (

@@ -7,9 +7,8 @@ import math
 import os
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from datagc.config.keys import JOURNAL_MIN_BYTES, KEYS, KEYS_BY_NAME, MIN_FREE_TARGET_FACTOR, TEST_MODE_DEFAULTS, Key
 from datagc.config.schema import SECTIONS, Config
@@ -26,8 +25,7 @@ SYSTEM_DIRS: tuple[str, ...] = (
 )
 
 
-@dataclass(frozen=True)
-class FlagValue:
+class FlagValue(NamedTuple):
     """A value given on the command line for a key, with the flag that gave it."""
 
     flag: str

@@ -1,30 +1,31 @@
-"""The resolved configuration: one frozen dataclass per section of keys."""
+"""The resolved configuration: one immutable record per section of keys.
+
+NamedTuples rather than frozen dataclasses: every command defines these
+twelve classes, and a frozen dataclass costs some ten times as much to define
+(its methods are compiled from source at import), a cost every run paid.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 
-@dataclass(frozen=True)
-class CdnConfig:
+class CdnConfig(NamedTuple):
     enabled: bool
     public_url: str
     verify: bool
 
 
-@dataclass(frozen=True)
-class RotateConfig:
+class RotateConfig(NamedTuple):
     logs: tuple[str, ...]
     max_bytes: int
     keep_lines: int
     keep_bytes: int
 
 
-@dataclass(frozen=True)
-class SweepConfig:
+class SweepConfig(NamedTuple):
     media_dirs: tuple[str, ...]
     max_age: float
     published_grace: float
@@ -32,8 +33,7 @@ class SweepConfig:
     temp_max_age: float
 
 
-@dataclass(frozen=True)
-class PressureConfig:
+class PressureConfig(NamedTuple):
     threshold: float
     target: float
     min_age: float
@@ -44,48 +44,40 @@ class PressureConfig:
     inode_target: float = 0.90
 
 
-@dataclass(frozen=True)
-class FeedConfig:
+class FeedConfig(NamedTuple):
     files: tuple[str, ...]
     url_fields: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class ProtectConfig:
+class ProtectConfig(NamedTuple):
     patterns: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class WatchConfig:
+class WatchConfig(NamedTuple):
     interval: float
     initial_delay: float
     check_interval: float = 10.0
 
 
-@dataclass(frozen=True)
-class MetricsConfig:
+class MetricsConfig(NamedTuple):
     textfile: str
     listen: str
 
 
-@dataclass(frozen=True)
-class AuditConfig:
+class AuditConfig(NamedTuple):
     top: int
 
 
-@dataclass(frozen=True)
-class StateConfig:
+class StateConfig(NamedTuple):
     dir: str
 
 
-@dataclass(frozen=True)
-class JournalConfig:
+class JournalConfig(NamedTuple):
     max_bytes: int
     repair_window: float
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(NamedTuple):
     """The effective configuration; ``sources`` says where each key's value came from."""
 
     enabled: bool
