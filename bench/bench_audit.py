@@ -10,12 +10,15 @@ The tree is laid out like the service's media: four media directories, each
 sharded into nested subdirectories of a few hundred small files. Each tree is
 built once and read by every tool (audit only reads). gdu runs as
 ``gdu -n -s -p -x`` (non-interactive, total only, no progress, one filesystem).
+The 200k rows also show the bare Python walk (``floor_walk.py``): scandir and
+stat over one forked process per core and nothing else, the floor of datagc's walk.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 from bench.common import DATAGC, NO_GOAL, Row, drop_page_cache, fresh_dir
@@ -32,6 +35,9 @@ EMPTY_GOAL = 1.5
 #: an empty data dir is audited in well under a second: many runs for a stable median
 EMPTY_RUNS = 20
 GDU = shutil.which("gdu")
+#: the bare Python walk (``floor_walk.py``), one process per usable core: the floor of any walk in Python
+FLOOR = [sys.executable, "-S", str(Path(__file__).with_name("floor_walk.py"))]
+FLOOR_NAME = f"bare Python walk, {len(os.sched_getaffinity(0))} processes"
 #: share of the files in each media directory
 SHARES = (("images", 0.5), ("videos", 0.1), ("voice", 0.2), ("bid-images", 0.2))
 PER_DIR = 400
@@ -65,11 +71,16 @@ def audit_argv(root: Path) -> list[str]:
     return [DATAGC, "audit", "--json", "--data-dir", str(root)]
 
 
-def compare(root: Path, repeats: int, case: str, cold: bool = False, goal: float | None = None) -> list[Row]:
-    """Audit beside ``du -s`` (and gdu, if installed), interleaved; one row per anchor."""
+def compare(
+    root: Path, repeats: int, case: str, cold: bool = False, goal: float | None = None, floor: bool = False
+) -> list[Row]:
+    """Audit beside ``du -s`` (and gdu, if installed, and with ``floor`` the bare Python walk), interleaved; one
+    row per anchor."""
     anchors = [("du -s", ["du", "-s", str(root)])]
     if GDU:
         anchors.append(("gdu -n -s -x", [GDU, "-n", "-s", "-p", "-x", str(root)]))
+    if floor:
+        anchors.append((FLOOR_NAME, [*FLOOR, str(root)]))
     datagc, *timings = interleave([audit_argv(root), *(argv for _, argv in anchors)], repeats, cold=cold)
     rows = []
     for (name, _), timing in zip(anchors, timings, strict=True):
@@ -96,9 +107,9 @@ def run(workdir: Path, repeats: int) -> list[Row]:
         rows.extend(compare(tree, repeats, f"{count:,} files, warm", goal=NO_GOAL))
     files = max(1000, round(FILES * scale))
     build_tree(tree, files)
-    rows.extend(compare(tree, repeats, f"{files:,} files, warm"))
+    rows.extend(compare(tree, repeats, f"{files:,} files, warm", floor=True))
     if drop_page_cache():
-        rows.extend(compare(tree, repeats, f"{files:,} files, cold cache", cold=True, goal=COLD_GOAL))
+        rows.extend(compare(tree, repeats, f"{files:,} files, cold cache", cold=True, goal=COLD_GOAL, floor=True))
     else:
         print("  audit: the cold-cache row is left out: /proc/sys/vm/drop_caches is not writable here "
               "(needs root outside a read-only /proc/sys)", flush=True)

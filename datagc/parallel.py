@@ -14,7 +14,17 @@ the pass already holds are theirs too.
 A tree smaller than ``threshold()`` entries is walked serially (forking costs
 more than it saves). ``DATAGC_PARALLEL_THRESHOLD`` sets the threshold (0: every
 walk is split, even on one core; the test suite runs this way), and
-``DATAGC_WALK_WORKERS`` the number of workers (default: the usable cores).
+``DATAGC_WALK_WORKERS`` the number of workers (default: the usable cores, or
+twice as many when the probe had to read the disk, ``COLD_FACTOR``).
+
+A walk on a cold cache (the boot audit) waits on the disk for each directory
+and inode, and workers that wait don't use their core: more workers than cores
+overlap more of that waiting (measured on 2 cores, 200k files, caches dropped:
+2 workers 1.27-1.32 s, 4 workers 1.02-1.04 s, 8 1.10-1.34), while on a warm
+cache they only add forks and switches (4 workers: ~10% more CPU time than 2).
+Whether the cache is cold is measured, not guessed: the probe's blocks read
+from storage (``/proc/self/io``'s ``read_bytes``: 0 on a warm cache, ~1 MiB
+for 4000 entries of a cold one).
 """
 
 from __future__ import annotations
@@ -37,15 +47,19 @@ WORKERS_ENV = "DATAGC_WALK_WORKERS"
 DEFAULT_THRESHOLD = 4000
 #: more workers than this stop paying on one disk
 MAX_WORKERS = 8
+#: workers per core when the probe read from the disk (a cold cache)
+COLD_FACTOR = 2
 
 
 def threshold() -> int:
     return _env_int(THRESHOLD_ENV, DEFAULT_THRESHOLD)
 
 
-def worker_count() -> int:
+def worker_count(cold: bool = False) -> int:
+    """How many workers share a walk (the parent is one): the usable cores, ``COLD_FACTOR`` times as many on a
+    ``cold`` cache, at most ``MAX_WORKERS``; ``DATAGC_WALK_WORKERS`` overrides."""
     cores = len(os.sched_getaffinity(0))
-    count = _env_int(WORKERS_ENV, min(cores, MAX_WORKERS))
+    count = _env_int(WORKERS_ENV, min(cores * (COLD_FACTOR if cold else 1), MAX_WORKERS))
     return max(2, count) if threshold() == 0 else max(1, count)
 
 
@@ -68,11 +82,29 @@ def fold_walk(
     other worker has been reaped.
     """
     tops = (tops,) if isinstance(tops, str) else tuple(tops)
-    workers = worker_count()
     limit = threshold()
-    if workers < 2 or (limit and _count(data_dir, tops, limit) < limit):
+    cold = False
+    if limit:
+        read_before = _read_bytes()
+        if _count(data_dir, tops, limit) < limit:
+            return [fold(_walks(data_dir, tops, on_error, None), None)]
+        cold = _read_bytes() > read_before
+    workers = worker_count(cold)
+    if workers < 2:
         return [fold(_walks(data_dir, tops, on_error, None), None)]
     return _forked(data_dir, tops, fold, workers, on_error)
+
+
+def _read_bytes() -> int:
+    """The bytes this process has had read from storage (not from the page cache); 0 where the kernel doesn't say."""
+    try:
+        with open("/proc/self/io", "rb") as io:
+            for line in io:
+                if line.startswith(b"read_bytes:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def _count(data_dir: DataDir, tops: tuple[str, ...], limit: int) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from datagc.safety.datadir import DataDir, join_path
 from datagc.safety.unlink import reclaimable_bytes
 from datagc.safety.walk import MOUNT, SPECIAL, Share, WalkEntry, count_entries, walk
 from tests.helpers import run_datagc
-from tests.mounts import MiB, bind, tmpfs
+from tests.mounts import MiB, bind, loop_ext4, tmpfs
 from tests.sweep_support import NOW, context, make_config, write_file
 
 Seen = tuple[str, str, str]
@@ -170,6 +171,33 @@ def test_a_small_tree_is_walked_serially_and_the_probe_stops_at_its_limit(
     monkeypatch.setenv(parallel.THRESHOLD_ENV, "50")
     with DataDir(tree) as data_dir:
         assert len(parallel.fold_walk(data_dir, "", collect)) == 4
+
+
+
+def test_a_cold_cache_gets_twice_as_many_workers_as_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The probe reads the disk only on a cold cache: a loop ext4 remounted (its caches gone with it) is walked
+    by ``COLD_FACTOR`` workers per core, the same tree warm by one per core; the answers are the same."""
+    monkeypatch.delenv(parallel.WORKERS_ENV, raising=False)
+    monkeypatch.setenv(parallel.THRESHOLD_ENV, "200")
+    cores = len(os.sched_getaffinity(0))
+    with loop_ext4(16 * MiB) as point:
+        for index in range(600):
+            leaf = point / "images" / f"day-{index % 6}"
+            leaf.mkdir(parents=True, exist_ok=True)
+            (leaf / f"{index}.bin").write_bytes(b"x" * (index % 9 + 1))
+        source = subprocess.run(["findmnt", "-n", "-o", "SOURCE", str(point)], capture_output=True, text=True,
+                                check=True).stdout.strip()
+        image = subprocess.run(["losetup", "-n", "-O", "BACK-FILE", "-l", source], capture_output=True,
+                               text=True, check=True).stdout.strip()
+        os.sync()
+        subprocess.run(["umount", str(point)], check=True)
+        subprocess.run(["mount", "-o", "loop", image, str(point)], check=True)
+        with DataDir(point) as data_dir:
+            cold = parallel.fold_walk(data_dir, "", collect)
+            warm = parallel.fold_walk(data_dir, "", collect)
+    assert len(cold) == min(cores * parallel.COLD_FACTOR, parallel.MAX_WORKERS)
+    assert len(warm) == min(cores, parallel.MAX_WORKERS)
+    assert sorted(entry for part in cold for entry in part) == sorted(entry for part in warm for entry in part)
 
 
 def test_audit_answers_the_same_split_or_not(tree: Path) -> None:
