@@ -53,13 +53,19 @@ def media_suffixes(path: str, media_dirs: Sequence[str]) -> list[str]:
     """Every ``media_dir/rest`` that ends ``path`` on a segment boundary (``rest`` non-empty)."""
     parts = _segments(path)
     found = []
-    for media_dir in media_dirs:
-        wanted = media_dir.split("/")
+    for wanted in _split_dirs(tuple(media_dirs)):
         width = len(wanted)
+        first = wanted[0]
         for start in range(len(parts) - width):
-            if parts[start:start + width] == wanted:
+            if parts[start] == first and parts[start:start + width] == wanted:
                 found.append("/".join(parts[start:]))
     return found
+
+
+@functools.lru_cache(maxsize=8)
+def _split_dirs(media_dirs: tuple[str, ...]) -> tuple[list[str], ...]:
+    """Each media dir's segments (one configuration per pass, asked of every feed URL; never mutated)."""
+    return tuple(media_dir.split("/") for media_dir in media_dirs)
 
 
 def _under_media_dir(path: str, media_dirs: Sequence[str]) -> str | None:

@@ -162,8 +162,11 @@ def index_feeds(data_dir: DataDir, config: Config) -> FeedIndex:
 
 def _index(config: Config, parses: list[list[URLField] | None]) -> FeedIndex:
     index = FeedIndex()
-    media_dirs = config.sweep.media_dirs
+    media_dirs = tuple(config.sweep.media_dirs)
     public_url = config.cdn.public_url
+    # ``cdn_paths`` names nothing unless the URL starts so (its own first test), and a URL that names local files
+    # (no scheme but ``file:``, no ``//`` authority) is never a CDN URL: most refs skip the call
+    base = public_url.rstrip("/") + "/" if public_url else None
     local_refs, published = index.local_refs, index.published
     for feed, refs in zip(config.feed.files, parses, strict=True):
         for ref in refs or ():
@@ -173,6 +176,7 @@ def _index(config: Config, parses: list[list[URLField] | None]) -> FeedIndex:
                 null = FeedNull(path=feed, field=ref.field, url=url, post=ref.post)
                 for path in named:
                     local_refs.setdefault(path, []).append(null)
-            for path in cdn_paths(url, public_url, media_dirs):
-                published.setdefault(path, url)
+            elif base is not None and url.startswith(base):
+                for path in cdn_paths(url, public_url, media_dirs):
+                    published.setdefault(path, url)
     return index
