@@ -18,7 +18,6 @@ import posixpath
 import re
 import threading
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Literal, NamedTuple
 from urllib.parse import quote, unquote, urlsplit
 
@@ -311,5 +310,7 @@ def verify_all(requests: Mapping[str, tuple[str, int]], public_url: str, timeout
 
     if not requests:
         return {}
+    from concurrent.futures import ThreadPoolExecutor  # only a verifying sweep needs it (and its logging)
+
     with ThreadPoolExecutor(max_workers=min(VERIFY_WORKERS, len(requests))) as pool:
         return dict(pool.map(one, requests.items()))

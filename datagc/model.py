@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from errno import ENOSPC
-from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, Literal, NamedTuple, Protocol, TypeVar
 
 from datagc.config.schema import Config
 from datagc.exitcodes import Exit
@@ -93,8 +93,7 @@ class FeedNull:
     entry: int | None = dataclasses.field(default=None, compare=False, repr=False)
 
 
-@dataclass(frozen=True, slots=True)
-class FeedRestore:
+class FeedRestore(NamedTuple):
     """Put back a URL datagc nulled in this pass, because its file was not deleted after all (rule 14)."""
 
     path: str  # the feed file, relative to DATA_DIR
@@ -104,8 +103,7 @@ class FeedRestore:
     kind: Literal["feed-restore"] = "feed-restore"
 
 
-@dataclass(frozen=True, slots=True)
-class Rotate:
+class Rotate(NamedTuple):
     """Keep only the tail of an event log."""
 
     path: str
@@ -118,16 +116,14 @@ class Rotate:
 Action = Delete | FeedNull | FeedRestore | Rotate
 
 
-@dataclass(frozen=True, slots=True)
-class Kept:
+class Kept(NamedTuple):
     """A file the plan or the executor chose to keep, and why (shown with --verbose)."""
 
     path: str
     why: Note
 
 
-@dataclass(frozen=True, slots=True)
-class Failure:
+class Failure(NamedTuple):
     """Why a step failed: what to tell, and the OS error behind it (run-all retries a rotation on ENOSPC)."""
 
     why: Note
@@ -330,8 +326,7 @@ class RunReport:
         return int(code)
 
 
-@dataclass(frozen=True)
-class PassContext:
+class PassContext(NamedTuple):
     """What every pass is given: the validated configuration, the open (and, except
     for audit, locked) data directory, whether to apply, and the clock."""
 
@@ -352,8 +347,7 @@ class PassContext:
 PlanT = TypeVar("PlanT", bound=Plan)
 
 
-@dataclass(frozen=True)
-class PassSpec(Generic[PlanT]):
+class PassSpec(NamedTuple, Generic[PlanT]):
     """A pass as the runner drives it: ``prepare`` observes and plans (changing nothing), the
     executor applies the plan's actions, ``conclude`` completes the step report from what happened."""
 

@@ -7,15 +7,15 @@ found the way every pass does without importing the run reports' model.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class Note:
+class Note(NamedTuple):
     """Something to tell about a step, as a code and its facts (``wording.text`` makes the sentence)."""
 
     code: str
-    fields: Mapping[str, object] = field(default_factory=dict)
+    fields: Mapping[str, object] = MappingProxyType({})
 
 
 def note(code: str, **fields: object) -> Note:

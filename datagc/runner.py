@@ -12,7 +12,6 @@ report, its metrics and the exit status, so the two cannot drift.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import gc
 import importlib
 import time
@@ -176,7 +175,7 @@ def run_command(
         for number, name in enumerate(steps, 1):
             if progress is not None:
                 progress.begin(name)
-            report.steps.append(run_step(name, dataclasses.replace(ctx, now=time.time()), on_traceback))
+            report.steps.append(run_step(name, ctx._replace(now=time.time()), on_traceback))
             _retry_rotation_for_space(report, ctx, on_traceback)
             if outlet is not None:
                 outlet.settle(report, _awaiting_retry(report) if number < len(steps) else None)
@@ -196,7 +195,7 @@ def _retry_rotation_for_space(report: RunReport, ctx: PassContext, on_traceback:
     failed = [i for i, step in enumerate(report.steps[:-1]) if step.name == "rotate" and failed_for_lack_of_space(step)]
     if not failed or last.name == "rotate":
         return
-    again = run_step("rotate", dataclasses.replace(ctx, now=time.time()), on_traceback)
+    again = run_step("rotate", ctx._replace(now=time.time()), on_traceback)
     again.notes.append(note("rotate-retried", after=last.name))
     report.steps[failed[0]] = again
 

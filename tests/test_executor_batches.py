@@ -92,7 +92,7 @@ def test_failures_in_the_middle_of_a_threaded_part_leave_report_and_journal_in_p
     try:
         with context(root, make_config(root)) as planned:
             with Journal(planned.data_dir, planned.config, "sweep") as journal:
-                ctx = dataclasses.replace(planned, journal=journal)
+                ctx = planned._replace(journal=journal)
                 executor.apply(ctx, plan, step)
                 assert journal.flush() is None
             entries = read_journal(planned.data_dir, planned.config).entries

@@ -62,3 +62,14 @@ def test_version_and_the_configuration_layer_define_no_dataclass(tmp_path: Path)
                              "print('dataclasses' in sys.modules)"],
                             env=clean_env(), check=True, capture_output=True, text=True, timeout=120)
     assert loaded.stdout.strip() == "False"
+
+
+def test_sweep_and_pressure_without_cdn_verification_load_no_thread_pool(tmp_path: Path) -> None:
+    """concurrent.futures (and the logging it imports) is for CDN verification and large plans' unlinks only."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for command, *options in (("sweep", "--max-age", "7d"), ("pressure", "--threshold", "0.99")):
+        status, names = modules_after(tmp_path, command, "--data-dir", str(data), *options, "--json")
+        assert status == "0"
+        assert "datagc.cdn" in names
+        assert not names & {"concurrent.futures", "logging"}, sorted(names & {"concurrent.futures", "logging"})
