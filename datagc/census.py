@@ -230,7 +230,7 @@ def count_tree(data_dir: DataDir, top: int, progress: WalkProgress | None = None
             pass  # no media asked for: nothing is yielded
         return part
 
-    for part in fold_walk(data_dir, "", fold, census.on_error):
+    for part in fold_walk(data_dir, "", fold, census.on_error, cold_workers=True):
         census.add(part)
     census.settle()
     return census

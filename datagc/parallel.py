@@ -15,7 +15,8 @@ A tree smaller than ``threshold()`` entries is walked serially (forking costs
 more than it saves). ``DATAGC_PARALLEL_THRESHOLD`` sets the threshold (0: every
 walk is split, even on one core; the test suite runs this way), and
 ``DATAGC_WALK_WORKERS`` the number of workers (default: the usable cores, or
-twice as many when the probe had to read the disk, ``COLD_FACTOR``).
+twice as many when the probe had to read the disk, ``COLD_FACTOR``, for a fold
+whose result stays small whatever its share: ``cold_workers``).
 
 A walk on a cold cache (the boot audit) waits on the disk for each directory
 and inode, and workers that wait don't use their core: more workers than cores
@@ -72,10 +73,15 @@ def _env_int(name: str, default: int) -> int:
 
 
 def fold_walk(
-    data_dir: DataDir, tops: str | Sequence[str], fold: Fold[R], on_error: WalkErrorHandler | None = None
+    data_dir: DataDir, tops: str | Sequence[str], fold: Fold[R], on_error: WalkErrorHandler | None = None,
+    cold_workers: bool = False,
 ) -> list[R]:
     """``fold`` applied to the walk of ``tops`` (one directory, or several walked one after the other): one
     result from a serial walk, or one per worker's share (one probe and one set of workers for them all).
+
+    ``cold_workers``: the fold's result is as small whatever the share (audit's census), so a cold cache may
+    be walked by more workers than cores. A fold whose result grows with each share (pressure's victims: each
+    worker sends up to all that the whole plan needs) keeps one worker per core, and its memory bound.
 
     ``on_error`` receives every directory the walk couldn't read, once (split:
     in the parent, afterwards, in path order). A worker that fails raises here, after every
@@ -88,7 +94,7 @@ def fold_walk(
         read_before = _read_bytes()
         if _count(data_dir, tops, limit) < limit:
             return [fold(_walks(data_dir, tops, on_error, None), None)]
-        cold = _read_bytes() > read_before
+        cold = cold_workers and _read_bytes() > read_before
     workers = worker_count(cold)
     if workers < 2:
         return [fold(_walks(data_dir, tops, on_error, None), None)]

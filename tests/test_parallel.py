@@ -176,7 +176,9 @@ def test_a_small_tree_is_walked_serially_and_the_probe_stops_at_its_limit(
 
 def test_a_cold_cache_gets_twice_as_many_workers_as_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     """The probe reads the disk only on a cold cache: a loop ext4 remounted (its caches gone with it) is walked
-    by ``COLD_FACTOR`` workers per core, the same tree warm by one per core; the answers are the same."""
+    by ``COLD_FACTOR`` workers per core for a fold that asks for them (audit's census), the same tree warm by one
+    per core; a fold whose result grows with each share (pressure's victims) keeps one per core even cold, so
+    its memory stays bounded. The answers are the same."""
     monkeypatch.delenv(parallel.WORKERS_ENV, raising=False)
     monkeypatch.setenv(parallel.THRESHOLD_ENV, "200")
     cores = len(os.sched_getaffinity(0))
@@ -189,15 +191,24 @@ def test_a_cold_cache_gets_twice_as_many_workers_as_cores(monkeypatch: pytest.Mo
                                 check=True).stdout.strip()
         image = subprocess.run(["losetup", "-n", "-O", "BACK-FILE", "-l", source], capture_output=True,
                                text=True, check=True).stdout.strip()
-        os.sync()
-        subprocess.run(["umount", str(point)], check=True)
-        subprocess.run(["mount", "-o", "loop", image, str(point)], check=True)
+
+        def remounted_cold() -> None:
+            os.sync()
+            subprocess.run(["umount", str(point)], check=True)
+            subprocess.run(["mount", "-o", "loop", image, str(point)], check=True)
+
+        remounted_cold()
         with DataDir(point) as data_dir:
-            cold = parallel.fold_walk(data_dir, "", collect)
-            warm = parallel.fold_walk(data_dir, "", collect)
+            cold_growing = parallel.fold_walk(data_dir, "", collect)
+        remounted_cold()
+        with DataDir(point) as data_dir:
+            cold = parallel.fold_walk(data_dir, "", collect, cold_workers=True)
+            warm = parallel.fold_walk(data_dir, "", collect, cold_workers=True)
     assert len(cold) == min(cores * parallel.COLD_FACTOR, parallel.MAX_WORKERS)
     assert len(warm) == min(cores, parallel.MAX_WORKERS)
+    assert len(cold_growing) == min(cores, parallel.MAX_WORKERS)
     assert sorted(entry for part in cold for entry in part) == sorted(entry for part in warm for entry in part)
+    assert sorted(entry for part in cold_growing for entry in part) == sorted(entry for part in warm for entry in part)
 
 
 def test_audit_answers_the_same_split_or_not(tree: Path) -> None:
