@@ -102,8 +102,10 @@ class Invocation:
         return load_config(flags, os.environ, self.values.get("config_path"))
 
     def renderer(self) -> Renderer:
+        from datagc.render.shared_stdout import whole_line_writes
         from datagc.render.terminal import Renderer
 
+        sys.stdout = whole_line_writes(sys.stdout)  # everything written after this keeps its order
         return Renderer(
             out=sys.stdout,
             err=sys.stderr,

@@ -71,7 +71,7 @@ class ReportStream:
         self._write_action(action)
 
     def deletions(self, step: StepReport, actions: Sequence[Delete]) -> None:
-        """``action`` for each of ``actions``; plain lines in one write (their words shared, ``delete_lines``)."""
+        """``action`` for each of ``actions``; plain lines in one call (their words shared, ``delete_lines``)."""
         report = self._report
         if self.json or not self.live or report is None or self._hold is not None or self._written != len(
                 report.steps):
@@ -81,7 +81,8 @@ class ReportStream:
         if self._open is not step:
             self._open_step(step)
         if actions:
-            self._out("".join([f"{escape(line)}\n" for line in delete_lines(actions, report.dry_run)]))
+            lines = [f"{escape(line)}\n" for line in delete_lines(actions, report.dry_run)]
+            self._guarded(lambda: self.renderer.out.writelines(lines))  # a line per write: ``shared_stdout``
             self._open_actions = True
 
     def settle(self, report: RunReport, hold: int | None = None) -> None:
