@@ -32,7 +32,6 @@ from __future__ import annotations
 import dataclasses
 import errno
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Generic, TypeVar
 
 from datagc.model import Action, Delete, FeedNull, Kept, PassContext, Rotate, StepReport, note
 from datagc.safety.unlink import CHANGED, UNLINKED, DirCache, unlink_each
@@ -110,28 +109,25 @@ class _Vetted:
         return self.allowed
 
 
-T = TypeVar("T")
+class _Ahead:
+    """The plan's parts, the next one planned (and vetted: ``prepare``) on demand (``plan_ahead``) while this
+    one's unlinks run.
 
-
-class _Ahead(Generic[T]):
-    """The plan's parts, the next one planned (and ``prepared``) on demand (``plan_ahead``) while this one's
-    unlinks run.
-
-    Planning and vetting are pure (no disk) and the unlink threads spend their
-    time in the kernel, so the two overlap. A planner's exception is raised
-    when its part is due, after the current part's outcomes are all recorded
-    and journaled.
+    Planning and vetting are pure (no disk) and the unlinks run in worker
+    processes (``unlink_each``), so the two overlap. A planner's exception is
+    raised when its part is due, after the current part's outcomes are all
+    recorded and journaled.
     """
 
-    def __init__(self, parts: Iterator[list[Action]], prepare: Callable[[list[Action]], T]) -> None:
+    def __init__(self, parts: Iterator[list[Action]], prepare: Callable[[list[Action]], _Vetted]) -> None:
         self._parts = parts
         self._prepare = prepare
-        self._next: T | Exception | None = None
+        self._next: _Vetted | Exception | None = None
 
-    def __iter__(self) -> _Ahead[T]:
+    def __iter__(self) -> _Ahead:
         return self
 
-    def __next__(self) -> T:
+    def __next__(self) -> _Vetted:
         ahead, self._next = self._next, None
         if ahead is None:
             return self._prepare(next(self._parts))
@@ -320,7 +316,7 @@ def _unlink_all(ctx: PassContext, deletes: list[Delete], nulled: set[str], step:
 
     What happened to each file is gathered, and reported, in plan order,
     whether the unlinks ran one after the other or overlapped (``unlink_each``,
-    which runs ``meanwhile`` once the threads are started).
+    which runs ``meanwhile`` once its workers are started).
     """
     deleted: list[str] = []
     changed: list[str] = []

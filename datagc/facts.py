@@ -33,7 +33,7 @@ class FileIdentity(NamedTuple):  # a NamedTuple: every command loads it, and a d
 
     def matches(self, st: os.stat_result) -> bool:
         """``st`` is of this file still (``FileIdentity.of(st) == self``, without building one: asked right
-        before each unlink, from the unlink threads, where every bit of Python work holds the GIL)."""
+        before each unlink, by the unlink workers, for each of up to a million files)."""
         return (st.st_ino == self.ino and st.st_dev == self.dev and st.st_size == self.size
                 and st.st_mtime_ns == self.mtime_ns and st.st_ctime_ns == self.ctime_ns)
 

@@ -1,5 +1,5 @@
 """The executor records, journals and reports deletions a batch at a time: the same result as one at a time,
-in plan order, whatever fails in the middle of a part that is unlinked from several threads."""
+in plan order, whatever fails in the middle of a part that is unlinked by several worker processes."""
 
 from __future__ import annotations
 
@@ -70,9 +70,9 @@ def test_a_batch_is_counted_and_written_as_each_of_its_deletions_would_be(action
     assert batch.flags == one.flags
 
 
-def test_failures_in_the_middle_of_a_threaded_part_leave_report_and_journal_in_plan_order(tmp_path: Path) -> None:
+def test_failures_in_a_part_unlinked_in_parallel_leave_report_and_journal_in_plan_order(tmp_path: Path) -> None:
     root = tmp_path / "data"
-    count = PARALLEL_UNLINKS + executor.SETTLE_EVERY + 50  # unlinked from threads, settled in several batches
+    count = PARALLEL_UNLINKS + executor.SETTLE_EVERY + 50  # unlinked by workers, settled in several batches
     paths = [f"images/d{index // 300:02d}/f{index:05d}.png" for index in range(count)]
     for path in paths:
         write_file(root / path, 10, 9)

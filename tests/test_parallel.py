@@ -1,4 +1,4 @@
-"""The walk split across forked workers, and the unlinks across threads: the same answers and the same safety
+"""The walk split across forked workers, and the unlinks across worker processes: the same answers and the same safety
 rules as the serial paths, on real trees with symlinks, FIFOs, hard links and real mounts."""
 
 from __future__ import annotations

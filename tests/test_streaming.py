@@ -111,7 +111,7 @@ def test_a_file_changed_in_a_later_part_is_kept_and_gets_its_reference_back(tmp_
 
 @pytest.mark.usefixtures("small_parts")
 def test_a_planner_failing_in_a_later_part_fails_after_the_part_before_it_is_recorded(tmp_path: Path) -> None:
-    """The next part is planned while this one's threads unlink: a failure there waits for this part's outcomes."""
+    """The next part is planned while this one's workers unlink: a failure there waits for this part's outcomes."""
     root = tree(tmp_path / "data")
     config = make_config(root, cdn__enabled=True, cdn__public_url="https://cdn.example.com")
     from datagc.passes import sweep as sweep_pass
