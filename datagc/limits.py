@@ -18,8 +18,7 @@ and for the pass the largest of each. Everything here but ``measure_fs`` and
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from datagc.config.schema import PressureConfig
 from datagc.facts import DiskUsage
@@ -29,8 +28,7 @@ from datagc.safety.walk import iter_files
 LimitName = Literal["disk", "budget", "min_free", "inodes"]
 
 
-@dataclass(frozen=True)
-class FsFigures:
+class FsFigures(NamedTuple):
     """One statvfs of the filesystem holding DATA_DIR."""
 
     used_bytes: int
@@ -48,16 +46,14 @@ class FsFigures:
                          self.used_bytes / capacity if capacity else 0.0)
 
 
-@dataclass(frozen=True)
-class Figures:
+class Figures(NamedTuple):
     """What the limits are measured on: the filesystem, and (with a budget) DATA_DIR's own allocated bytes."""
 
     fs: FsFigures
     data_dir_bytes: int | None = None
 
 
-@dataclass(frozen=True)
-class Need:
+class Need(NamedTuple):
     """What eviction must free to bring every crossed limit back to its target."""
 
     bytes: int = 0
@@ -67,8 +63,7 @@ class Need:
         return self.bytes > 0 or self.inodes > 0
 
 
-@dataclass(frozen=True)
-class Limit:
+class Limit(NamedTuple):
     """Where one limit stands. ``value``, ``threshold`` and ``target`` share a unit: a fraction
     (``disk``, ``budget``, ``inodes``) or bytes (``min_free``, where lower is worse)."""
 

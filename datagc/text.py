@@ -23,8 +23,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 _NAMED = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
@@ -57,6 +55,8 @@ def escape_json(document: Any) -> Any:
     (orjson refuses lone surrogates; it writes a backslash for a backslash or
     a control character), and only otherwise is the document walked.
     """
+    import orjson  # JSON output only (see ``Renderer.write_json``)
+
     try:
         raw = orjson.dumps(document)
     except TypeError:  # a lone surrogate

@@ -65,7 +65,7 @@ def test_version_and_the_configuration_layer_define_no_dataclass(tmp_path: Path)
 
 
 def test_sweep_and_pressure_without_cdn_verification_load_no_thread_pool(tmp_path: Path) -> None:
-    """concurrent.futures (and the logging it imports) is for CDN verification and large plans' unlinks only."""
+    """concurrent.futures (and the logging it imports) is for CDN verification only (unlinks fork their workers)."""
     data = tmp_path / "data"
     data.mkdir()
     for command, *options in (("sweep", "--max-age", "7d"), ("pressure", "--threshold", "0.99")):
@@ -73,3 +73,55 @@ def test_sweep_and_pressure_without_cdn_verification_load_no_thread_pool(tmp_pat
         assert status == "0"
         assert "datagc.cdn" in names
         assert not names & {"concurrent.futures", "logging"}, sorted(names & {"concurrent.futures", "logging"})
+
+
+def test_audit_in_plain_lines_loads_no_json_library(tmp_path: Path) -> None:
+    """orjson (and the json module it imports) is for JSON output; the boot audit writes plain lines."""
+    data = tmp_path / "data"
+    data.mkdir()
+    status, names = modules_after(tmp_path, "audit", "--data-dir", str(data))
+    assert status == "0"
+    assert not names & {"orjson", "json"}, sorted(names & {"orjson", "json"})
+    status, names = modules_after(tmp_path, "audit", "--data-dir", str(data), "--json")
+    assert status == "0" and "orjson" in names
+
+
+#: the CLI run with typer's command builder counting what it builds, written to argv[1]
+COUNT_BUILT = """
+import os
+import sys
+from pathlib import Path
+import typer.main
+built = []
+build = typer.main.get_command_from_info
+def counting(command_info, **kwargs):
+    built.append(command_info.name)
+    return build(command_info, **kwargs)
+typer.main.get_command_from_info = counting
+from datagc.cli import main
+sys.argv = ["datagc", *sys.argv[2:]]
+try:
+    main()
+except SystemExit:
+    pass
+Path(os.environ["BUILT_OUT"]).write_text(" ".join(built))
+"""
+
+
+def test_a_command_builds_only_its_own_click_command(tmp_path: Path) -> None:
+    """Each of the eight commands costs the start-up its options' converters and help: a run builds its own;
+    --help and a mistyped command still see them all."""
+    data = tmp_path / "data"
+    data.mkdir()
+    out = tmp_path / "built.txt"
+
+    def built(*args: str) -> list[str]:
+        subprocess.run([sys.executable, "-c", COUNT_BUILT, "-", *args], env={**clean_env(), "BUILT_OUT": str(out)},
+                       check=False, capture_output=True, timeout=120)
+        return out.read_text().split()
+
+    assert built("audit", "--data-dir", str(data)) == ["audit"]
+    assert built("sweep", "--data-dir", str(data), "--dry-run") == ["sweep"]
+    everything = built("--help")
+    assert {"audit", "sweep", "pressure", "rotate", "run-all", "watch"} <= set(everything)
+    assert set(built("audti")) == set(everything)

@@ -7,8 +7,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
-import orjson
-
 from datagc.render.journal import corrupt_message, dangling_lines, history_lines, history_table
 from datagc.render.json_report import audit_json, history_json, run_json, step_error
 from datagc.render.lines import audit_lines, busy_line, percent, step_lines, summary_line, unlisted_line
@@ -77,6 +75,8 @@ class Renderer:
             self.lines([text])
 
     def write_json(self, document: dict[str, Any]) -> None:
+        import orjson  # JSON output only: audit's plain lines never load it (nor the json module it imports)
+
         option = 0 if self.json_lines else orjson.OPT_INDENT_2
         self.out.write(orjson.dumps(escape_json(document), option=option).decode() + "\n")
         self.out.flush()
