@@ -202,27 +202,30 @@ def test_a_directory_or_device_where_a_file_is_expected_is_refused(tmp_path: Pat
 
 
 def test_a_fifo_put_at_the_metrics_path_while_watch_runs_is_refused_without_blocking(tmp_path: Path) -> None:
-    data, textfile = tmp_path / "data", tmp_path / "datagc.prom"
+    data, textfile, errors = tmp_path / "data", tmp_path / "datagc.prom", tmp_path / "stderr.txt"
     data.mkdir()
-    process = subprocess.Popen(
-        [DATAGC, "watch", "--json", "--interval", "300ms", "--initial-delay", "0s", "--data-dir", str(data),
-         "--metrics-textfile", str(textfile)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env(),
-    )
+    refused = f"metrics file {textfile} not written: it is a FIFO"
+    with errors.open("wb") as stderr:
+        process = subprocess.Popen(
+            [DATAGC, "watch", "--json", "--interval", "300ms", "--initial-delay", "0s", "--data-dir", str(data),
+             "--metrics-textfile", str(textfile)],
+            stdout=subprocess.PIPE, stderr=stderr, env=clean_env(),
+        )
     try:
-        process.stdout.readline()  # type: ignore[union-attr]
+        process.stdout.readline()  # type: ignore[union-attr]  # a pass's report ends after its metrics are written
         textfile.unlink()
         os.mkfifo(textfile)
-        for _ in range(2):
-            process.stdout.readline()  # type: ignore[union-attr]  # passes go on: nothing blocked on the FIFO
+        deadline = time.monotonic() + TIMEOUT
+        while refused not in errors.read_text() and time.monotonic() < deadline:
+            assert process.stdout.readline(), errors.read_text()  # type: ignore[union-attr]  # passes go on
         process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=TIMEOUT)
+        process.communicate(timeout=TIMEOUT)
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
     assert process.returncode == 0
-    assert f"metrics file {textfile} not written: it is a FIFO".encode() in stderr
+    assert refused in errors.read_text()
 
 
 HUGE = "9" * 400
