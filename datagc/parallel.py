@@ -140,6 +140,8 @@ def _forked(
             read_end, write_end = os.pipe()
             pid = os.fork()
             if pid == 0:  # pragma: no cover - the child never returns (measured through the parent)
+                for _, earlier in children:  # only the parent holds a read end: a dead parent is seen (EPIPE)
+                    os.close(earlier)
                 os.close(read_end)
                 _child(data_dir, tops, fold, Share(index, workers), write_end)
             os.close(write_end)

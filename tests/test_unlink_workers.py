@@ -4,6 +4,7 @@ unlinked once the caller has stopped taking outcomes."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -78,3 +79,45 @@ def test_nothing_is_unlinked_once_the_caller_has_stopped(tmp_path: Path) -> None
     time.sleep(0.3)
     assert _left(tmp_path) == left  # no worker still at work
     assert targets[0][0] not in left and len(left) < len(targets)
+
+
+def _pipes(pid: int) -> set[str]:
+    """The pipes ``pid`` has open (``pipe:[inode]``); none once it has exited."""
+    pipes = set()
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                if (link := os.readlink(f"/proc/{pid}/fd/{fd}")).startswith("pipe:"):
+                    pipes.add(link)
+    return pipes
+
+
+def test_each_worker_holds_only_its_own_pipe(tmp_path: Path) -> None:
+    """A worker that kept another's read end open would keep that one from seeing the parent stop (or die):
+    it would go on unlinking its whole share, unreported."""
+    targets = _tree(tmp_path, UNLINK_WORKERS * 2000)
+    shared: dict[int, int] = {}
+    before = _pipes(os.getpid())  # pytest's own: the workers inherit those too
+
+    def inspect_workers() -> None:
+        workers = _children()
+        firsts = [tmp_path / path for path, _ in targets[::2000]]  # each worker's first file: once it is gone,
+        deadline = time.monotonic() + 60                             # that worker is past its start
+        while any(path.exists() for path in firsts) and time.monotonic() < deadline:
+            time.sleep(0.001)
+        for pid in workers:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            read_ends = _pipes(os.getpid()) - before  # one per worker, in the parent
+            for pid in workers:
+                if held := _pipes(pid):  # a worker already done has none left
+                    shared[pid] = len(held & read_ends)
+        finally:
+            for pid in workers:
+                os.kill(pid, signal.SIGCONT)
+
+    with DataDir(tmp_path) as data_dir, DirCache(data_dir) as dirs:
+        outcomes = list(unlink_each(dirs, targets, inspect_workers))
+    assert outcomes == [UNLINKED] * len(targets)
+    assert shared, "no worker was still running to be inspected"
+    assert set(shared.values()) == {1}, shared

@@ -144,6 +144,8 @@ def _forked(tasks: Sequence[Task], meanwhile: Callable[[], None]) -> Generator[O
                 read_end, write_end = os.pipe()
                 pid = os.fork()
                 if pid == 0:  # pragma: no cover - the child never returns (measured through the parent)
+                    for _, earlier in workers:  # only the parent may hold a read end: a stop must reach each worker
+                        os.close(earlier)
                     os.close(read_end)
                     _worker(tasks[start:start + size], write_end, stop)
                 os.close(write_end)
