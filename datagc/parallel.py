@@ -30,10 +30,11 @@ for 4000 entries of a cold one).
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 from collections.abc import Callable, Iterator, Sequence
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 from datagc.safety.datadir import DataDir
 from datagc.safety.walk import Share, WalkEntry, WalkErrorHandler, count_entries, walk
@@ -137,15 +138,8 @@ def _forked(
     children: list[tuple[int, int]] = []
     try:
         for index in range(1, workers):
-            read_end, write_end = os.pipe()
-            pid = os.fork()
-            if pid == 0:  # pragma: no cover - the child never returns (measured through the parent)
-                for _, earlier in children:  # only the parent holds a read end: a dead parent is seen (EPIPE)
-                    os.close(earlier)
-                os.close(read_end)
-                _child(data_dir, tops, fold, Share(index, workers), write_end)
-            os.close(write_end)
-            children.append((pid, read_end))
+            work = functools.partial(_child, data_dir, tops, fold, Share(index, workers))
+            children.append(fork_worker(children, work))
         errors: list[tuple[str, OSError]] = []
         mine = Share(0, workers)
         results = [fold(_walks(data_dir, tops, lambda path, error: errors.append((path, error)), mine), mine)]
@@ -167,7 +161,26 @@ def _forked(
     return results
 
 
-def _child(data_dir: DataDir, tops: tuple[str, ...], fold: Fold[R], share: Share, write_end: int) -> None:
+def fork_worker(earlier: Sequence[tuple[int, int]], work: Callable[[int], NoReturn]) -> tuple[int, int]:
+    """Fork a worker that runs ``work(write_end)`` and never returns; (its pid, the read end of its pipe).
+
+    The worker closes the read ends of the ``earlier`` workers (pid, read end)
+    it inherited: only the parent holds any, so that when the parent stops
+    reading (or dies) every worker sees it at its next write (EPIPE), not only
+    the last one forked.
+    """
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child never returns (measured through the parent)
+        for _, other in earlier:
+            os.close(other)
+        os.close(read_end)
+        work(write_end)
+    os.close(write_end)
+    return pid, read_end
+
+
+def _child(data_dir: DataDir, tops: tuple[str, ...], fold: Fold[R], share: Share, write_end: int) -> NoReturn:
     """Walk ``share``, send (result, errors) or the failure, and leave without running the parent's exit code."""
     import pickle
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable, Generator, Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from datagc.facts import FileIdentity
 
@@ -131,8 +131,11 @@ def _forked(tasks: Sequence[Task], meanwhile: Callable[[], None]) -> Generator[O
     and SIGTERM: the parent decides when to stop (``watch`` ends between
     passes); a parent killed by one leaves its workers to stop at their next send.
     """
+    import functools
     import pickle  # noqa: F401 - imported before the fork: the workers use it
     import signal
+
+    from datagc import parallel
 
     stop = {signal.SIGINT, signal.SIGTERM}  # the parent's to act on (``watch`` ends between passes)
     size = -(-len(tasks) // UNLINK_WORKERS)
@@ -141,15 +144,8 @@ def _forked(tasks: Sequence[Task], meanwhile: Callable[[], None]) -> Generator[O
         signal.pthread_sigmask(signal.SIG_BLOCK, stop)  # over the forks: no worker dies of one before ignoring it
         try:
             for start in range(0, len(tasks), size):
-                read_end, write_end = os.pipe()
-                pid = os.fork()
-                if pid == 0:  # pragma: no cover - the child never returns (measured through the parent)
-                    for _, earlier in workers:  # only the parent may hold a read end: a stop must reach each worker
-                        os.close(earlier)
-                    os.close(read_end)
-                    _worker(tasks[start:start + size], write_end, stop)
-                os.close(write_end)
-                workers.append((pid, read_end))
+                work = functools.partial(_worker, tasks[start:start + size], stop=stop)
+                workers.append(parallel.fork_worker(workers, work))
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, stop)
         meanwhile()
@@ -162,7 +158,7 @@ def _forked(tasks: Sequence[Task], meanwhile: Callable[[], None]) -> Generator[O
             os.waitpid(pid, 0)
 
 
-def _worker(tasks: Sequence[Task], write_end: int, stop: set[signal.Signals]) -> None:
+def _worker(tasks: Sequence[Task], write_end: int, stop: set[signal.Signals]) -> NoReturn:
     """Check and unlink ``tasks``, sending the outcomes back a frame at a time; never returns. The ``stop``
     signals are ignored (they came blocked from the parent)."""
     import pickle
